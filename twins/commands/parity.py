@@ -1,0 +1,64 @@
+"""``twins parity``: the whole parity matrix as one table."""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from twins.devices import available_device_labels
+from twins.parity import OPTIMIZERS, run_matrix
+from twins.registry import EXAMPLES
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "parity", help="run forward, gradient and trajectory parity for every example")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument("--example", action="append", choices=list(EXAMPLES),
+                        help="run only this example (repeatable); default: all")
+    parser.add_argument("--dtype", action="append", choices=["float64", "float32"],
+                        help="run only this dtype (repeatable); default: both")
+    parser.add_argument("--device", action="append",
+                        help="device pair: cpu, cuda, cpu/cuda (repeatable); default: all available")
+    return parser
+
+
+def render(rows) -> Table:
+    """Return the rows as a rich table."""
+    table = Table("example", "check", "dtype", "device", "max abs err", "max rel err",
+                  "tolerance", "status", title="torch vs Flax parity")
+    for row in rows:
+        status = "[green]pass[/]" if row.passed else f"[red]FAIL[/] ({row.worst})"
+        table.add_row(row.example, row.check, row.dtype, row.device, f"{row.max_abs:.2e}",
+                      f"{row.max_rel:.2e}", f"{row.tolerance:.0e}", status)
+    return table
+
+
+def write_json(path: str, rows) -> None:
+    """Write the rows to ``path`` atomically (a temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
+        json.dump([row.as_dict() for row in rows], handle, indent=2)
+    os.replace(handle.name, path)
+
+
+def run(args) -> int:
+    console = Console()
+    available = available_device_labels()
+    devices = args.device or available
+    unavailable = [d for d in devices if d not in available]
+    if unavailable:
+        console.print(f"error: device pair {unavailable[0]!r} is not available here; "
+                      f"available: {', '.join(available)}")
+        return 2
+    dtypes = [np.dtype(d) for d in (args.dtype or ["float64", "float32"])]
+    rows = run_matrix(args.example, dtypes, devices, tuple(OPTIMIZERS))
+    console.print(render(rows))
+    if args.json:
+        write_json(args.json, rows)
+    failed = sum(not row.passed for row in rows)
+    console.print(f"{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
