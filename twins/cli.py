@@ -9,6 +9,7 @@ COMMANDS = [
     "twins.commands.list",
     "twins.commands.params",
     "twins.commands.parity",
+    "twins.commands.show",
 ]
 
 

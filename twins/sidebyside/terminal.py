@@ -1,0 +1,76 @@
+"""Render aligned twin sources in the terminal with rich and pygments."""
+
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from twins.sidebyside.steps import FileAlignment, Row, Step
+
+# Below this many columns each side gets less than ~48 characters, which
+# wraps most source lines, so steps are printed one side after the other.
+TWO_COLUMN_MIN_WIDTH = 100
+# Uses the terminal's own palette, so it reads on dark and light backgrounds.
+THEME = "ansi_dark"
+
+
+def _location(step: Step, root: Path) -> Text:
+    text = Text(step.fragment.location(root), style="dim")
+    if step.fragment.context:
+        text.append(f"  ({step.fragment.context})", style="dim italic")
+    return text
+
+
+def _code(step: Step) -> Syntax:
+    return Syntax(step.fragment.text(), "python", theme=THEME, background_color="default",
+                  line_numbers=True, start_line=step.fragment.start, word_wrap=True, dedent=True)
+
+
+def _side(step: Step | None, framework: str, other_path: Path, root: Path,
+          tag: Text | None = None) -> Group:
+    """Return one side of a row; ``tag`` (narrow layout) prefixes the location line."""
+    prefix = tag or Text()
+    if step is None:
+        return Group(prefix + Text(f"no counterpart of this step in {other_path.relative_to(root)}",
+                                   style="bold red"))
+    return Group(prefix + _location(step, root), _code(step))
+
+
+def _row_title(row: Row) -> Text:
+    title = Text(row.label, style="bold cyan")
+    if row.names_differ:
+        title.append("  (names differ)", style="yellow")
+    return title
+
+
+def render_alignment(alignment: FileAlignment, console: Console, root: Path) -> None:
+    """Print one file pair: two columns per step, or torch then Flax on a narrow console."""
+    torch_name = alignment.torch_path.relative_to(root)
+    flax_name = alignment.flax_path.relative_to(root)
+    console.print(Rule(Text(f"{torch_name}  |  {flax_name}", style="bold"), style="bold"))
+    two_columns = console.width >= TWO_COLUMN_MIN_WIDTH
+    for row in alignment.rows:
+        console.print(Rule(_row_title(row), align="left", style="grey50"))
+        if two_columns:
+            torch_side = _side(row.torch, "torch", alignment.flax_path, root)
+            flax_side = _side(row.flax, "flax", alignment.torch_path, root)
+            grid = Table.grid(expand=True, padding=(0, 2))
+            grid.add_column(ratio=1)
+            grid.add_column(ratio=1)
+            grid.add_row(torch_side, flax_side)
+            console.print(grid)
+        else:
+            console.print(_side(row.torch, "torch", alignment.flax_path, root,
+                                Text("torch ", style="bold magenta")))
+            console.print(_side(row.flax, "flax", alignment.torch_path, root,
+                                Text("flax  ", style="bold green")))
+    console.print()
+
+
+def render(alignments: list[FileAlignment], console: Console, root: Path) -> None:
+    """Print every file pair of a view."""
+    for alignment in alignments:
+        render_alignment(alignment, console, root)
