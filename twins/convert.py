@@ -114,16 +114,37 @@ def variables_to_state_dict(variables: Mapping, template: Mapping | None = None)
             array = array.T
         state_dict[flax_path_to_torch_key(path[1:])] = array
     if template is not None:
-        _check_against_torch(state_dict, template)
+        check_against_state_dict(state_dict, template)
     return state_dict
 
 
-def _check_against_torch(state_dict: dict, template: Mapping) -> None:
+def flax_params_to_torch_vector(params: Mapping, torch_names: list[str]) -> np.ndarray:
+    """Flatten a Flax params tree into torch's ``parameters_to_vector`` order and layout.
+
+    ``torch_names`` is ``[name for name, _ in model.named_parameters()]``: module
+    order, weight before bias. ``jax.flatten_util.ravel_pytree`` uses sorted keys
+    (bias before kernel) and the (in, out) kernel layout, so two flat vectors can
+    only be compared through this explicit map.
+    """
+    flat = traverse_util.flatten_dict(dict(params))
+    pieces = []
+    for name in torch_names:
+        ndim_guess = 2 if name.endswith("weight") else 0
+        path = torch_key_to_flax_path(name, ndim_guess)
+        if path not in flat:  # a weight that is not 2-D keeps its name
+            path = torch_key_to_flax_path(name, 0)
+        array = _to_numpy(flat[path])
+        pieces.append((array.T if _transposes(path) else array).ravel())
+    return np.concatenate(pieces)
+
+
+def check_against_state_dict(state_dict: Mapping, template: Mapping) -> None:
+    """Raise ``ConversionError`` unless ``state_dict`` has ``template``'s keys and shapes."""
     for key, array in state_dict.items():
         if key not in template:
             raise ConversionError(
                 f"extra key {key!r} (shape {array.shape}) is not in the torch model's "
-                f"state_dict {sorted(template)}. Check the example and the Flax module's names."
+                f"state_dict {sorted(template)}. Check that the weights were written for this model."
             )
         found = tuple(array.shape)
         wanted = tuple(template[key].shape)
