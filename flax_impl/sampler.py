@@ -1,0 +1,217 @@
+"""Metropolis sampling of |psi(s)|^2 with local single-spin flips, in JAX.
+
+Many chains run in parallel, one row of ``s`` (n_chains, n_sites) each. A sweep
+is ``n_sites`` proposals: at proposal ``k`` every chain ``c`` flips the site
+``sites[t, k, c]`` and accepts the flip when
+
+    uniforms[t, k, c] < |psi(s') / psi(s)|^2 = exp(2 Re[log psi(s') - log psi(s)]),
+
+so a proposal that raises |psi|^2 is always accepted (a uniform lies in
+[0, 1)). One sample per chain is recorded after each sweep; the first
+``n_discard`` sweeps (burn-in) are not recorded.
+
+The random numbers are inputs: ``sites`` (int, (n_sweeps, n_sites, n_chains))
+and ``uniforms`` (float64, same shape), where n_sweeps = n_discard + n_samples.
+When both frameworks get the same arrays (drawn from one numpy Generator) they
+make the same accept/reject decisions, up to rounding in log psi.
+``draw_proposals`` draws them from a ``jax.random`` key instead (own-RNG mode).
+
+Two samplers share this contract: ``sample`` evaluates the model on every
+proposal (any ansatz; the parity reference), ``sample_rbm`` updates the RBM's
+hidden pre-activations on each flip (same chains, O(n_hidden) per proposal).
+Both are jitted, with ``lax.scan`` over sweeps and over the proposals of a
+sweep, where the torch twin runs two Python loops.
+"""
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax import lax
+
+
+@struct.dataclass
+class MetropolisSamples:
+    """Chains recorded by a sampler, chain-first as ``twins.stats`` expects.
+
+    ``samples``: (n_chains, n_samples, n_sites) spins +-1 in the model's dtype.
+    ``log_psi``: (n_chains, n_samples), log psi of each recorded sample.
+    ``acceptance``: accepted / proposed over the recorded sweeps (burn-in
+    excluded), a 0-d array because the samplers are jitted.
+    ``last``, ``last_log_psi``: the chains' final state, to continue sampling.
+    """
+
+    samples: jax.Array
+    log_psi: jax.Array
+    acceptance: jax.Array
+    last: jax.Array
+    last_log_psi: jax.Array
+
+
+def draw_proposals(key: jax.Array, n_sweeps: int, n_sites: int,
+                   n_chains: int) -> tuple[jax.Array, jax.Array]:
+    """Draw ``(sites, uniforms)`` of shape (n_sweeps, n_sites, n_chains) from ``key``.
+
+    ``sites`` are integers in [0, n_sites); ``uniforms`` are float64 in [0, 1).
+    """
+    shape = (n_sweeps, n_sites, n_chains)
+    site_key, uniform_key = jax.random.split(key)
+    sites = jax.random.randint(site_key, shape, 0, n_sites)
+    uniforms = jax.random.uniform(uniform_key, shape, dtype=jnp.float64)
+    return sites, uniforms
+
+
+def random_configurations(key: jax.Array, n_chains: int, n_sites: int,
+                          dtype=jnp.float64) -> jax.Array:
+    """Return (n_chains, n_sites) uniformly random spins +-1, a chain start."""
+    bits = jax.random.bernoulli(key, 0.5, (n_chains, n_sites))
+    return jnp.where(bits, -1, 1).astype(dtype)
+
+
+def _check_proposals(s, sites, uniforms, n_discard: int, n_samples: int):
+    n_chains, n_sites = s.shape
+    expected = (n_discard + n_samples, n_sites, n_chains)
+    if tuple(sites.shape) != expected or tuple(uniforms.shape) != expected:
+        raise ValueError(
+            f"sites {tuple(sites.shape)} and uniforms {tuple(uniforms.shape)} must both have "
+            f"shape (n_discard + n_samples, n_sites, n_chains) = {expected}")
+    if n_samples < 1 or n_discard < 0:
+        raise ValueError(f"need n_samples >= 1 and n_discard >= 0, got n_samples={n_samples}, "
+                         f"n_discard={n_discard}")
+
+
+def _accept(uniforms: jax.Array, log_ratio: jax.Array) -> jax.Array:
+    """Return the Metropolis decision u < exp(2 Re log_ratio), a bool (n_chains,)."""
+    # The comparison runs in float64 whatever the model dtype, as on the torch side.
+    return uniforms < jnp.exp(2 * jnp.real(log_ratio).astype(jnp.float64))
+
+
+def _run_sweeps(sweep, carry, sites, uniforms, n_discard: int):
+    """Scan ``sweep`` over the burn-in, then over the recorded sweeps.
+
+    ``sweep(carry, (sites_t, uniforms_t)) -> (carry, (s, log_psi, n_accepted))``.
+    Returns the final carry and the stacked (s, log_psi, n_accepted) of the
+    recorded sweeps; the burn-in scan keeps only its carry.
+    """
+    def burn_in(carry, xs):
+        carry, _ = sweep(carry, xs)
+        return carry, None
+
+    carry, _ = lax.scan(burn_in, carry, (sites[:n_discard], uniforms[:n_discard]))
+    return lax.scan(sweep, carry, (sites[n_discard:], uniforms[n_discard:]))
+
+
+def _pack(carry_s, carry_log_psi, history, n_proposals: int) -> MetropolisSamples:
+    states, log_psis, n_accepted = history
+    return MetropolisSamples(
+        samples=jnp.swapaxes(states, 0, 1), log_psi=jnp.swapaxes(log_psis, 0, 1),
+        acceptance=n_accepted.sum() / n_proposals, last=carry_s, last_log_psi=carry_log_psi)
+
+
+def sample(log_psi_fn: Callable[[dict, jax.Array], jax.Array], variables: dict, s: jax.Array,
+           sites, uniforms, n_discard: int, n_samples: int) -> MetropolisSamples:
+    """Run ``n_discard + n_samples`` Metropolis sweeps, evaluating the model on each proposal.
+
+    ``log_psi_fn(variables, s)`` maps (B, n_sites) spins to (B,) log psi (real
+    or complex), a pure function such as ``model.apply``; it is a static
+    argument of the jitted sampler, so pass the same object on every call or
+    each call compiles again. ``s`` (n_chains, n_sites) is the chains' start.
+    Each proposal is one batched call on all chains.
+    """
+    _check_proposals(s, sites, uniforms, n_discard, n_samples)
+    return _sample(log_psi_fn, variables, s, jnp.asarray(sites),
+                   jnp.asarray(uniforms, dtype=jnp.float64), n_discard)
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _sample(log_psi_fn, variables, s, sites, uniforms, n_discard):
+    n_chains, n_sites = s.shape
+    chains = jnp.arange(n_chains)
+
+    def propose(carry, xs):
+        s, log_psi = carry
+        flip, u = xs
+        proposal = s.at[chains, flip].multiply(-1)
+        proposal_log_psi = log_psi_fn(variables, proposal)
+
+        accept = _accept(u, proposal_log_psi - log_psi)
+        s = jnp.where(accept[:, None], proposal, s)
+        log_psi = jnp.where(accept, proposal_log_psi, log_psi)
+        return (s, log_psi), accept.sum()
+
+    def sweep(carry, xs):
+        carry, n_accepted = lax.scan(propose, carry, xs)
+        return carry, (carry[0], carry[1], n_accepted.sum())
+
+    carry = (s, log_psi_fn(variables, s))
+    (s, log_psi), history = _run_sweeps(sweep, carry, sites, uniforms, n_discard)
+    n_proposals = (sites.shape[0] - n_discard) * n_sites * n_chains
+    return _pack(s, log_psi, history, n_proposals)
+
+
+def log_cosh(x: jax.Array) -> jax.Array:
+    """Return log cosh(x) without overflow, for real or complex ``x``.
+
+    log cosh(x) = sx + log1p(exp(-2 sx)) - log 2 with sx = x * sign(Re x), so
+    exp never sees a positive real part. For complex input the result may
+    differ from log(cosh(x)) by a multiple of 2*pi*i; exp of both agree.
+    """
+    sx = x * jnp.where(jnp.real(x) < 0, -1, 1).astype(jnp.real(x).dtype)
+    return sx + jnp.log1p(jnp.exp(-2 * sx)) - math.log(2.0)
+
+
+def sample_rbm(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: jax.Array,
+               s: jax.Array, sites, uniforms, n_discard: int,
+               n_samples: int) -> MetropolisSamples:
+    """Run the same sweeps as ``sample`` for an RBM, updating cached pre-activations.
+
+    The RBM is log psi(s) = sum_i a_i s_i + sum_j log cosh(theta_j), with
+    theta = s W + b. ``kernel`` W is (n_sites, n_hidden), Flax's in x out
+    layout (the transpose of torch's ``weight``); ``hidden_bias`` b is
+    (n_hidden,), ``visible_bias`` a is (n_sites,). Real or complex.
+
+    Same inputs, same chains as ``sample(model.apply, ...)`` up to rounding.
+    """
+    _check_proposals(s, sites, uniforms, n_discard, n_samples)
+    return _sample_rbm(kernel, hidden_bias, visible_bias, s, jnp.asarray(sites),
+                       jnp.asarray(uniforms, dtype=jnp.float64), n_discard)
+
+
+@partial(jax.jit, static_argnums=(6,))
+def _sample_rbm(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
+    n_chains, n_sites = s.shape
+    chains = jnp.arange(n_chains)
+
+    def propose(carry, xs):
+        s, theta, log_psi = carry
+        flip, u = xs
+        spin = s[chains, flip]  # (n_chains,), the value before the flip
+        # Flipping s_i -> -s_i changes theta_j by -2 s_i W_ij and the visible
+        # term by -2 a_i s_i: O(n_hidden) per chain, where a full forward
+        # pass costs O(n_sites * n_hidden).
+        proposal_theta = theta - 2 * spin[:, None] * kernel[flip]
+        log_ratio = (-2 * spin * visible_bias[flip]
+                     + (log_cosh(proposal_theta) - log_cosh(theta)).sum(axis=1))
+
+        accept = _accept(u, log_ratio)
+        s = s.at[chains, flip].set(jnp.where(accept, -spin, spin))
+        theta = jnp.where(accept[:, None], proposal_theta, theta)
+        log_psi = jnp.where(accept, log_psi + log_ratio, log_psi)
+        return (s, theta, log_psi), accept.sum()
+
+    def sweep(carry, xs):
+        s, _ = carry
+        # Recomputed once per sweep (one matmul) so that rounding from the
+        # incremental updates cannot accumulate over many sweeps.
+        theta = s.astype(kernel.dtype) @ kernel + hidden_bias
+        log_psi = s.astype(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(axis=1)
+        (s, _, log_psi), n_accepted = lax.scan(propose, (s, theta, log_psi), xs)
+        return (s, log_psi), (s, log_psi, n_accepted.sum())
+
+    carry = (s, jnp.zeros(n_chains, dtype=jnp.result_type(kernel, visible_bias)))
+    (s, log_psi), history = _run_sweeps(sweep, carry, sites, uniforms, n_discard)
+    n_proposals = (sites.shape[0] - n_discard) * n_sites * n_chains
+    return _pack(s, log_psi, history, n_proposals)

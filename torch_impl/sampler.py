@@ -1,0 +1,194 @@
+"""Metropolis sampling of |psi(s)|^2 with local single-spin flips, in PyTorch.
+
+Many chains run in parallel, one row of ``s`` (n_chains, n_sites) each. A sweep
+is ``n_sites`` proposals: at proposal ``k`` every chain ``c`` flips the site
+``sites[t, k, c]`` and accepts the flip when
+
+    uniforms[t, k, c] < |psi(s') / psi(s)|^2 = exp(2 Re[log psi(s') - log psi(s)]),
+
+so a proposal that raises |psi|^2 is always accepted (a uniform lies in
+[0, 1)). One sample per chain is recorded after each sweep; the first
+``n_discard`` sweeps (burn-in) are not recorded.
+
+The random numbers are inputs: ``sites`` (int64, (n_sweeps, n_sites, n_chains))
+and ``uniforms`` (float64, same shape), where n_sweeps = n_discard + n_samples.
+When both frameworks get the same arrays (drawn from one numpy Generator) they
+make the same accept/reject decisions, up to rounding in log psi.
+``draw_proposals`` draws them with a ``torch.Generator`` instead (own-RNG mode).
+
+Two samplers share this contract: ``sample`` evaluates the model on every
+proposal (any ansatz; the parity reference), ``sample_rbm`` updates the RBM's
+hidden pre-activations on each flip (same chains, O(n_hidden) per proposal).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import math
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MetropolisSamples:
+    """Chains recorded by a sampler, chain-first as ``twins.stats`` expects.
+
+    ``samples``: (n_chains, n_samples, n_sites) spins +-1 in the model's dtype.
+    ``log_psi``: (n_chains, n_samples), log psi of each recorded sample.
+    ``acceptance``: accepted / proposed over the recorded sweeps (burn-in excluded).
+    ``last``, ``last_log_psi``: the chains' final state, to continue sampling.
+    """
+
+    samples: torch.Tensor
+    log_psi: torch.Tensor
+    acceptance: float
+    last: torch.Tensor
+    last_log_psi: torch.Tensor
+
+
+def draw_proposals(generator: torch.Generator, n_sweeps: int, n_sites: int,
+                   n_chains: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``(sites, uniforms)`` of shape (n_sweeps, n_sites, n_chains) from ``generator``.
+
+    ``sites`` are int64 in [0, n_sites); ``uniforms`` are float64 in [0, 1).
+    """
+    shape = (n_sweeps, n_sites, n_chains)
+    sites = torch.randint(0, n_sites, shape, generator=generator, dtype=torch.int64)
+    uniforms = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return sites, uniforms
+
+
+def random_configurations(generator: torch.Generator, n_chains: int, n_sites: int,
+                          dtype=torch.float64) -> torch.Tensor:
+    """Return (n_chains, n_sites) uniformly random spins +-1, a chain start."""
+    bits = torch.randint(0, 2, (n_chains, n_sites), generator=generator)
+    return (1 - 2 * bits).to(dtype)
+
+
+def _check_proposals(s: torch.Tensor, sites, uniforms, n_discard: int, n_samples: int):
+    n_chains, n_sites = s.shape
+    expected = (n_discard + n_samples, n_sites, n_chains)
+    if tuple(sites.shape) != expected or tuple(uniforms.shape) != expected:
+        raise ValueError(
+            f"sites {tuple(sites.shape)} and uniforms {tuple(uniforms.shape)} must both have "
+            f"shape (n_discard + n_samples, n_sites, n_chains) = {expected}")
+    if n_samples < 1 or n_discard < 0:
+        raise ValueError(f"need n_samples >= 1 and n_discard >= 0, got n_samples={n_samples}, "
+                         f"n_discard={n_discard}")
+
+
+def _as_tensors(s, sites, uniforms):
+    sites = torch.as_tensor(np.asarray(sites) if not torch.is_tensor(sites) else sites,
+                            dtype=torch.int64, device=s.device)
+    uniforms = torch.as_tensor(uniforms, dtype=torch.float64, device=s.device)
+    return sites, uniforms
+
+
+def _accept(uniforms: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """Return the Metropolis decision u < exp(2 Re log_ratio), a bool (n_chains,)."""
+    # The comparison runs in float64 whatever the model dtype, as on the JAX side.
+    return uniforms < torch.exp(2 * log_ratio.real.to(torch.float64))
+
+
+@torch.no_grad()
+def sample(log_psi_fn: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
+           sites, uniforms, n_discard: int, n_samples: int) -> MetropolisSamples:
+    """Run ``n_discard + n_samples`` Metropolis sweeps, evaluating the model on each proposal.
+
+    ``log_psi_fn`` maps (B, n_sites) spins to (B,) log psi (real or complex);
+    ``s`` (n_chains, n_sites) is the chains' start. Each proposal is one
+    batched call on all chains, so a sweep costs n_sites forward passes.
+    """
+    _check_proposals(s, sites, uniforms, n_discard, n_samples)
+    sites, uniforms = _as_tensors(s, sites, uniforms)
+    n_chains, n_sites = s.shape
+    chains = torch.arange(n_chains, device=s.device)
+
+    s = s.clone()
+    log_psi = log_psi_fn(s)
+    recorded, recorded_log_psi = [], []
+    accepted = 0
+    for t in range(n_discard + n_samples):
+        for k in range(n_sites):
+            flip = sites[t, k]
+            proposal = s.clone()
+            proposal[chains, flip] = -proposal[chains, flip]
+            proposal_log_psi = log_psi_fn(proposal)
+
+            accept = _accept(uniforms[t, k], proposal_log_psi - log_psi)
+            s = torch.where(accept[:, None], proposal, s)
+            log_psi = torch.where(accept, proposal_log_psi, log_psi)
+            if t >= n_discard:
+                accepted += int(accept.sum())
+        if t >= n_discard:
+            recorded.append(s)
+            recorded_log_psi.append(log_psi)
+
+    return MetropolisSamples(
+        samples=torch.stack(recorded, dim=1), log_psi=torch.stack(recorded_log_psi, dim=1),
+        acceptance=accepted / (n_samples * n_sites * n_chains), last=s, last_log_psi=log_psi)
+
+
+def log_cosh(x: torch.Tensor) -> torch.Tensor:
+    """Return log cosh(x) without overflow, for real or complex ``x``.
+
+    log cosh(x) = sx + log1p(exp(-2 sx)) - log 2 with sx = x * sign(Re x), so
+    exp never sees a positive real part. For complex input the result may
+    differ from log(cosh(x)) by a multiple of 2*pi*i; exp of both agree.
+    """
+    sign = torch.where(x.real < 0, -1.0, 1.0).to(x.real.dtype)
+    sx = x * sign
+    return sx + torch.log1p(torch.exp(-2 * sx)) - math.log(2.0)
+
+
+@torch.no_grad()
+def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: torch.Tensor,
+               s: torch.Tensor, sites, uniforms, n_discard: int,
+               n_samples: int) -> MetropolisSamples:
+    """Run the same sweeps as ``sample`` for an RBM, updating cached pre-activations.
+
+    The RBM is log psi(s) = sum_i a_i s_i + sum_j log cosh(theta_j), with
+    theta = s W^T + b. ``weight`` W is (n_hidden, n_sites), torch's out x in
+    layout (the transpose of Flax's ``kernel``); ``hidden_bias`` b is
+    (n_hidden,), ``visible_bias`` a is (n_sites,). Real or complex.
+
+    Same inputs, same chains as ``sample(rbm.log_psi, ...)`` up to rounding.
+    """
+    _check_proposals(s, sites, uniforms, n_discard, n_samples)
+    sites, uniforms = _as_tensors(s, sites, uniforms)
+    n_chains, n_sites = s.shape
+    chains = torch.arange(n_chains, device=s.device)
+    columns = weight.T  # (n_sites, n_hidden): row i is W[:, i], the weights of site i
+
+    s = s.clone()
+    recorded, recorded_log_psi = [], []
+    accepted = 0
+    for t in range(n_discard + n_samples):
+        # Recomputed once per sweep (one matmul) so that rounding from the
+        # incremental updates below cannot accumulate over many sweeps.
+        theta = s.to(weight.dtype) @ weight.T + hidden_bias
+        log_psi = s.to(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(dim=1)
+        for k in range(n_sites):
+            flip = sites[t, k]
+            spin = s[chains, flip]  # (n_chains,), the value before the flip
+            # Flipping s_i -> -s_i changes theta_j by -2 s_i W_ji and the
+            # visible term by -2 a_i s_i: O(n_hidden) per chain, where a full
+            # forward pass costs O(n_sites * n_hidden).
+            proposal_theta = theta - 2 * spin[:, None] * columns[flip]
+            log_ratio = (-2 * spin * visible_bias[flip]
+                         + (log_cosh(proposal_theta) - log_cosh(theta)).sum(dim=1))
+
+            accept = _accept(uniforms[t, k], log_ratio)
+            s[chains, flip] = torch.where(accept, -spin, spin)
+            theta = torch.where(accept[:, None], proposal_theta, theta)
+            log_psi = torch.where(accept, log_psi + log_ratio, log_psi)
+            if t >= n_discard:
+                accepted += int(accept.sum())
+        if t >= n_discard:
+            recorded.append(s.clone())
+            recorded_log_psi.append(log_psi)
+
+    return MetropolisSamples(
+        samples=torch.stack(recorded, dim=1), log_psi=torch.stack(recorded_log_psi, dim=1),
+        acceptance=accepted / (n_samples * n_sites * n_chains), last=s, last_log_psi=log_psi)
