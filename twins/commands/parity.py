@@ -2,9 +2,11 @@
 
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +31,9 @@ def add_parser(subparsers):
 def render(rows) -> Table:
     """Return the rows as a rich table."""
     table = Table("example", "check", "dtype", "device", "max abs err", "max rel err",
-                  "tolerance", "status", title="torch vs Flax parity")
+                  "tolerance", "status", title="torch vs Flax parity", box=box.SIMPLE_HEAD)
+    for column in table.columns:
+        column.overflow = "fold"  # wrap rather than cut a figure with an ellipsis
     for row in rows:
         status = "[green]pass[/]" if row.passed else f"[red]FAIL[/] ({row.worst})"
         table.add_row(row.example, row.check, row.dtype, row.device, f"{row.max_abs:.2e}",
@@ -46,7 +50,8 @@ def write_json(path: str, rows) -> None:
 
 
 def run(args) -> int:
-    console = Console()
+    # rich assumes 80 columns when output is piped; the table needs about 110.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     available = available_device_labels()
     devices = args.device or available
     unavailable = [d for d in devices if d not in available]
