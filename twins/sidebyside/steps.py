@@ -7,18 +7,23 @@ changes; there are no markers to keep in sync. The rules:
   the ``header`` step.
 * Top-level functions, classes and later assignments pair up by name, because
   twin files define the same public names in the same order.
-* A class splits into its header (docstring, Flax dataclass fields) and its
-  methods. In an ``nn.Module`` torch's ``__init__`` pairs with Flax's ``setup``
-  (the "parameters" step) and ``forward`` with ``__call__``. A
-  ``@nn.compact`` ``__call__`` creates its parameters inline, so it splits in
-  two at the last statement that calls ``self.param`` or ``self.variable``.
+* A class splits into its header (docstring, Flax dataclass fields, properties)
+  and its methods. In an ``nn.Module``, torch's ``__init__`` (with the methods
+  it calls on ``self``, such as ``reset_parameters``) pairs with Flax's
+  ``setup`` as the "parameters" step, and ``forward`` with ``__call__``.
+* A Flax ``@nn.compact`` method creates its parameters inline: the statements
+  that call ``self.param``, ``self.variable`` or construct an ``nn`` layer
+  form its "parameters" step. When they come first, the rest of the method is
+  its compute step; when they are interleaved with the computation, the compute
+  step shows the whole method.
 * A function found on one side only may match a fragment of the other side's
   training loop with the same role: Flax's ``make_train_step`` (it calls
   ``optax.apply_updates``) matches the statements of torch's ``train`` loop
   from ``zero_grad`` to ``optimizer.step()``.
 * Definitions left unmatched between two matched steps on both sides share one
-  row whose names differ (for example torch ``reset_linear_`` beside Flax
-  ``torch_dense``); anything still unmatched is a one-sided row.
+  row whose names differ (torch ``reset_linear_`` beside Flax ``torch_dense``);
+  anything still unmatched is a one-sided row. A one-sided public step breaks
+  the mirror rule; a one-sided private helper (``_name``) does not.
 """
 
 import ast
@@ -32,30 +37,46 @@ GRADIENT = "gradient"
 LOSS = "loss"
 TRAINING_LOOP = "training loop"
 
-# Calls that compute gradients on each side.
+# Calls that compute gradients on either side.
 _GRADIENT_CALLS = {"backward", "grad", "value_and_grad", "vjp"}
-# Calls that apply an optimizer update: torch ``optimizer.step()``, optax
-# ``optax.apply_updates`` and ``optimizer.update(grads, state, params)``.
+# optax's ``apply_updates``; torch's ``optimizer.step()`` is matched separately.
 _UPDATE_CALLS = {"apply_updates"}
 
-# torch method name -> Flax method name -> shared step name, for nn.Module classes.
+# Methods of an nn.Module that name the same step on both sides.
 _MODULE_METHODS = {"__init__": "parameters", "setup": "parameters",
                    "forward": "forward", "__call__": "forward"}
 _PARAM_CREATORS = {"param", "variable"}
+# Blank or plain lines between two parameter statements that still join them
+# into one span (the ``n = s.shape[-1]`` an initializer needs).
+_SPAN_JOIN_GAP = 2
 
 
 @dataclass(frozen=True)
 class Fragment:
-    """Lines ``start``..``end`` (1-based, inclusive) of the file at ``path``."""
+    """Line spans (1-based, inclusive, ascending) of the file at ``path``."""
 
     path: Path
-    start: int
-    end: int
+    spans: tuple[tuple[int, int], ...]
     context: str = ""  # e.g. "inside train" for a fragment of a larger function
 
-    def text(self) -> str:
+    @property
+    def start(self) -> int:
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.spans[-1][1]
+
+    def contains(self, line: int) -> bool:
+        return any(start <= line <= end for start, end in self.spans)
+
+    def span_texts(self) -> list[tuple[int, str]]:
+        """Return ``(first line, text)`` for each span."""
         lines = self.path.read_text().splitlines()
-        return "\n".join(lines[self.start - 1:self.end])
+        return [(start, "\n".join(lines[start - 1:end])) for start, end in self.spans]
+
+    def text(self) -> str:
+        return "\n".join(text for _, text in self.span_texts())
 
     def location(self, root: Path | None = None) -> str:
         path = self.path
@@ -64,8 +85,21 @@ class Fragment:
                 path = self.path.relative_to(root)
             except ValueError:
                 pass
-        span = f"{self.start}" if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{path}:{span}"
+        parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in self.spans]
+        return f"{path}:{','.join(parts)}"
+
+
+def dedented_spans(step: "Step") -> list[tuple[int, str]]:
+    """Return the step's spans with the indentation they all share removed."""
+    spans = step.fragment.span_texts()
+    indents = [len(line) - len(line.lstrip()) for _, text in spans
+               for line in text.splitlines() if line.strip()]
+    cut = min(indents, default=0)
+    return [(start, "\n".join(line[cut:] for line in text.splitlines())) for start, text in spans]
+
+
+def _fragment(path: Path, start: int, end: int, context: str = "") -> Fragment:
+    return Fragment(path, ((start, end),), context)
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,12 @@ class Step:
     fragment: Fragment
     role: str = ""
     top_level: bool = True
+
+    @property
+    def public(self) -> bool:
+        """False for a private helper: a name part that starts with one underscore."""
+        return not any(part.startswith("_") and not part.endswith("__")
+                       for part in self.name.split("."))
 
 
 @dataclass
@@ -93,6 +133,12 @@ class Row:
     def one_sided(self) -> bool:
         return self.torch is None or self.flax is None
 
+    @property
+    def breaks_mirror(self) -> bool:
+        """True for a public step that exists on one side only."""
+        step = self.torch or self.flax
+        return self.one_sided and step.public
+
 
 @dataclass
 class FileAlignment:
@@ -102,8 +148,8 @@ class FileAlignment:
     flax_path: Path
     rows: list[Row] = field(default_factory=list)
 
-    def one_sided_rows(self) -> list[Row]:
-        return [row for row in self.rows if row.one_sided]
+    def mirror_breaks(self) -> list[Row]:
+        return [row for row in self.rows if row.breaks_mirror]
 
 
 class SourceError(ValueError):
@@ -177,74 +223,138 @@ def _is_docstring(stmt: ast.stmt) -> bool:
             and isinstance(stmt.value.value, str))
 
 
-def _is_module_class(node: ast.ClassDef) -> bool:
-    """True when a base class is spelled ``...Module`` (``nn.Module``, ``linen.Module``)."""
-    for base in node.bases:
-        name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
-        if name == "Module":
-            return True
-    return False
+def _decorator_names(node: ast.AST) -> set[str]:
+    names = set()
+    for decorator in getattr(node, "decorator_list", []):
+        names.add(decorator.attr if isinstance(decorator, ast.Attribute) else getattr(decorator, "id", ""))
+    return names
 
 
-def _is_compact(node: ast.FunctionDef) -> bool:
-    for decorator in node.decorator_list:
-        name = decorator.attr if isinstance(decorator, ast.Attribute) else getattr(decorator, "id", "")
-        if name == "compact":
-            return True
-    return False
+def _module_classes(tree: ast.Module) -> set[str]:
+    """Return the classes of the file that derive from a ``Module`` (directly or through a local base)."""
+    found: set[str] = set()
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+            if name == "Module" or name in found:
+                found.add(node.name)
+    return found
 
 
 def _creates_params(stmt: ast.stmt) -> bool:
-    """True when ``stmt`` calls ``self.param(...)`` or ``self.variable(...)``."""
+    """True when ``stmt`` calls ``self.param``/``self.variable`` or builds an ``nn.<Layer>``."""
     for sub in ast.walk(stmt):
-        if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
-                and sub.func.attr in _PARAM_CREATORS and isinstance(sub.func.value, ast.Name)
-                and sub.func.value.id == "self"):
+        if not (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)):
+            continue
+        owner = sub.func.value
+        if not isinstance(owner, ast.Name):
+            continue
+        if owner.id == "self" and sub.func.attr in _PARAM_CREATORS:
+            return True
+        if owner.id == "nn" and sub.func.attr[:1].isupper():
             return True
     return False
 
 
-def _target_name(node: ast.stmt) -> str | None:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-        return node.targets[0].id
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return node.target.id
-    return None
+def _simple_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Return the statements of ``body`` that hold no block, descending into blocks."""
+    result = []
+    for stmt in body:
+        blocks = [getattr(stmt, name, None) for name in ("body", "orelse", "finalbody", "handlers")]
+        blocks = [block for block in blocks if isinstance(block, list) and block]
+        if blocks and not isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            for block in blocks:
+                result.extend(_simple_statements(block))
+        else:
+            result.append(stmt)
+    return result
 
 
-def _class_steps(node: ast.ClassDef, path: Path, lines: list[str]) -> list[Step]:
+def _join_spans(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    joined: list[list[int]] = []
+    for start, end in sorted(spans):
+        if joined and start - joined[-1][1] - 1 <= _SPAN_JOIN_GAP:
+            joined[-1][1] = max(joined[-1][1], end)
+        else:
+            joined.append([start, end])
+    return tuple((a, b) for a, b in joined)
+
+
+def _compact_steps(cls: str, method: ast.FunctionDef, key: str, label: str, path: Path,
+                   lines: list[str]) -> list[Step]:
+    """Split a ``@nn.compact`` method into its parameter statements and its computation."""
+    start = _first_line(method, lines)
+    body = [stmt for stmt in method.body if not _is_docstring(stmt)]
+    qualified = f"{cls}.{method.name}"
+    creating = [stmt for stmt in _simple_statements(body) if _creates_params(stmt)]
+    if not creating:
+        return [Step(key, label, qualified, _fragment(path, start, method.end_lineno))]
+
+    header_end = body[0].lineno - 1
+    spans = [(start, header_end)] + [(stmt.lineno, stmt.end_lineno) for stmt in creating]
+    context = f"@nn.compact: created inside {method.name}"
+    steps = [Step(f"{cls}.parameters", f"{cls}: parameters", qualified,
+                  Fragment(path, _join_spans(spans), context))]
+    top_level_creating = [i for i, stmt in enumerate(body) if _creates_params(stmt)]
+    prefix = top_level_creating == list(range(len(top_level_creating)))
+    if prefix and len(top_level_creating) < len(body):
+        rest = _fragment(path, body[len(top_level_creating)].lineno, method.end_lineno)
+    else:
+        rest = _fragment(path, start, method.end_lineno, "parameters created inline")
+    steps.append(Step(key, label, qualified, rest))
+    return steps
+
+
+def _self_calls(method: ast.FunctionDef) -> set[str]:
+    """Return the names of ``self.<name>(...)`` calls in ``method``."""
+    names = set()
+    for sub in ast.walk(method):
+        if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
+                and isinstance(sub.func.value, ast.Name) and sub.func.value.id == "self"):
+            names.add(sub.func.attr)
+    return names
+
+
+def _class_steps(node: ast.ClassDef, is_module: bool, path: Path, lines: list[str]) -> list[Step]:
     steps = []
-    is_module = _is_module_class(node)
     methods = [stmt for stmt in node.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    header_end = (_first_line(methods[0], lines) - 1) if methods else node.end_lineno
+    properties = [m for m in methods if "property" in _decorator_names(m)]
+    methods = [m for m in methods if m not in properties]
+
+    # The header: docstring, fields, and properties (accessors, not steps).
+    first_method = min((_first_line(m, lines) for m in methods + properties), default=None)
+    header_end = first_method - 1 if first_method else node.end_lineno
     while header_end > node.lineno and not lines[header_end - 1].strip():
         header_end -= 1
+    spans = [(_first_line(node, lines), header_end)]
+    spans += [(_first_line(p, lines), p.end_lineno) for p in properties]
     steps.append(Step(node.name, f"class {node.name}", node.name,
-                      Fragment(path, _first_line(node, lines), header_end)))
+                      Fragment(path, _join_spans(spans))))
+
+    # torch: methods that __init__ calls on self (reset_parameters) join the parameters step.
+    init = next((m for m in methods if m.name == "__init__"), None)
+    init_helpers = set()
+    if is_module and init is not None:
+        init_helpers = {m.name for m in methods if m.name in _self_calls(init)}
 
     for method in methods:
+        if method.name in init_helpers:
+            continue
         start = _first_line(method, lines)
         qualified = f"{node.name}.{method.name}"
         shared = _MODULE_METHODS.get(method.name) if is_module else None
-        if shared is None:
-            steps.append(Step(qualified, f"{node.name}.{method.name}", qualified,
-                              Fragment(path, start, method.end_lineno), function_role(method)))
+        key = f"{node.name}.{shared or method.name}"
+        label = f"{node.name}: {shared}" if shared else qualified
+        if is_module and "compact" in _decorator_names(method):
+            steps.extend(_compact_steps(node.name, method, key, label, path, lines))
             continue
-        key = f"{node.name}.{shared}"
-        body = [stmt for stmt in method.body if not _is_docstring(stmt)]
-        creating = [i for i, stmt in enumerate(body) if _creates_params(stmt)]
-        if shared == "forward" and _is_compact(method) and creating and creating[-1] + 1 < len(body):
-            # @nn.compact: parameters are created inside __call__, so its lines
-            # up to the last self.param/self.variable call pair with torch's
-            # __init__ and the rest with torch's forward.
-            split = body[creating[-1]].end_lineno
-            steps.append(Step(f"{node.name}.parameters", f"{node.name}: parameters", qualified,
-                              Fragment(path, start, split, "@nn.compact: created inside __call__")))
-            steps.append(Step(key, f"{node.name}: forward", qualified,
-                              Fragment(path, body[creating[-1] + 1].lineno, method.end_lineno)))
-            continue
-        steps.append(Step(key, f"{node.name}: {shared}", qualified,
-                          Fragment(path, start, method.end_lineno)))
+        spans = [(start, method.end_lineno)]
+        if method is init:
+            spans += [(_first_line(m, lines), m.end_lineno) for m in methods if m.name in init_helpers]
+        steps.append(Step(key, label, qualified, Fragment(path, _join_spans(spans)),
+                          function_role(method)))
     return steps
 
 
@@ -261,8 +371,8 @@ def _optimizer_step_fragment(node: ast.FunctionDef, path: Path) -> Step | None:
                     start_index = index
                     break
             return Step(f"{node.name}:{OPTIMIZER_STEP}", OPTIMIZER_STEP, node.name,
-                        Fragment(path, loop.body[start_index].lineno, stmt.end_lineno,
-                                 f"inside {node.name}"),
+                        _fragment(path, loop.body[start_index].lineno, stmt.end_lineno,
+                                  f"inside {node.name}"),
                         OPTIMIZER_STEP, top_level=False)
     return None
 
@@ -280,6 +390,7 @@ def parse_steps(path: Path) -> tuple[list[Step], list[Step]]:
     except SyntaxError as error:
         raise SourceError(f"cannot parse {path}: {error}") from None
     lines = source.splitlines()
+    module_classes = _module_classes(tree)
 
     definitions = [stmt for stmt in tree.body
                    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
@@ -291,22 +402,30 @@ def parse_steps(path: Path) -> tuple[list[Step], list[Step]]:
             header_end = stmt.end_lineno
             continue
         if isinstance(stmt, ast.ClassDef):
-            steps.extend(_class_steps(stmt, path, lines))
+            steps.extend(_class_steps(stmt, stmt.name in module_classes, path, lines))
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             role = function_role(stmt)
             label = f"{role}: {stmt.name}" if role else stmt.name
             steps.append(Step(stmt.name, label, stmt.name,
-                              Fragment(path, _first_line(stmt, lines), stmt.end_lineno), role))
+                              _fragment(path, _first_line(stmt, lines), stmt.end_lineno), role))
             if role == TRAINING_LOOP:
                 fragment = _optimizer_step_fragment(stmt, path)
                 if fragment is not None:
                     nested.append(fragment)
         else:
             name = _target_name(stmt) or ast.unparse(stmt).split("\n")[0][:40]
-            steps.append(Step(name, name, name, Fragment(path, _first_line(stmt, lines), stmt.end_lineno)))
+            steps.append(Step(name, name, name, _fragment(path, _first_line(stmt, lines), stmt.end_lineno)))
     if header_end:
-        steps.insert(0, Step(HEADER, "docstring and imports", HEADER, Fragment(path, 1, header_end)))
+        steps.insert(0, Step(HEADER, "docstring and imports", HEADER, _fragment(path, 1, header_end)))
     return steps, nested
+
+
+def _target_name(node: ast.stmt) -> str | None:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id
+    return None
 
 
 def align_files(torch_path: Path, flax_path: Path) -> FileAlignment:
@@ -367,17 +486,17 @@ def _row_label(torch_step: Step, flax_step: Step) -> str:
     torch_method = torch_step.name.rpartition(".")[2]
     flax_method = flax_step.name.rpartition(".")[2]
     if torch_method != flax_method:
-        if flax_step.fragment.context.startswith("@nn.compact"):
+        if "compact" in flax_step.fragment.context:
             flax_method = "@nn.compact " + flax_method
         return f"{torch_step.label} ({torch_method} | {flax_method})"
     return torch_step.label
 
 
 def _merge_gaps(rows: list[Row]) -> list[Row]:
-    """Join a run of torch-only and Flax-only rows between two paired rows into one row.
+    """Join public torch-only and Flax-only steps between two paired rows into one row.
 
-    Both sides then show the code they put at that place, under both names. Each
-    side may hold several steps; their fragments are joined when adjacent.
+    Both sides then show the code they put at that place, under both names.
+    Private helpers stay one-sided rows: a helper has no duty to mirror.
     """
     merged: list[Row] = []
     run: list[Row] = []
@@ -394,7 +513,7 @@ def _merge_gaps(rows: list[Row]) -> list[Row]:
         run.clear()
 
     for row in rows:
-        if row.one_sided:
+        if row.breaks_mirror:
             run.append(row)
         else:
             flush()
@@ -404,10 +523,10 @@ def _merge_gaps(rows: list[Row]) -> list[Row]:
 
 
 def _join(steps: list[Step]) -> Step:
-    """Return one step spanning ``steps`` (consecutive definitions of one file)."""
+    """Return one step holding the spans of ``steps`` (definitions of one file)."""
     if len(steps) == 1:
         return steps[0]
-    first, last = steps[0], steps[-1]
+    spans = [span for step in steps for span in step.fragment.spans]
     return Step(" + ".join(s.key for s in steps), ", ".join(s.label for s in steps),
                 ", ".join(s.name for s in steps),
-                Fragment(first.fragment.path, first.fragment.start, last.fragment.end))
+                Fragment(steps[0].fragment.path, _join_spans(spans)))

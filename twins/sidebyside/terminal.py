@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from twins.sidebyside.steps import FileAlignment, Row, Step
+from twins.sidebyside.steps import FileAlignment, Row, Step, dedented_spans
 
 # Below this many columns each side gets less than ~48 characters, which
 # wraps most source lines, so steps are printed one side after the other.
@@ -24,9 +24,15 @@ def _location(step: Step, root: Path) -> Text:
     return text
 
 
-def _code(step: Step) -> Syntax:
-    return Syntax(step.fragment.text(), "python", theme=THEME, background_color="default",
-                  line_numbers=True, start_line=step.fragment.start, word_wrap=True, dedent=True)
+def _code(step: Step) -> Group:
+    """Return the step's spans, highlighted, with a vertical ellipsis between spans."""
+    parts = []
+    for first_line, text in dedented_spans(step):
+        if parts:
+            parts.append(Text("    ⋮", style="dim"))
+        parts.append(Syntax(text, "python", theme=THEME, background_color="default",
+                            line_numbers=True, start_line=first_line, word_wrap=True))
+    return Group(*parts)
 
 
 def _side(step: Step | None, framework: str, other_path: Path, root: Path,
