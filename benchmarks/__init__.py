@@ -1,0 +1,1 @@
+"""Benchmarks of the torch and Flax twins on the same work; run ``python -m benchmarks``."""
