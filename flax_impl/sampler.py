@@ -23,7 +23,6 @@ Both are jitted, with ``lax.scan`` over sweeps and over the proposals of a
 sweep, where the torch twin runs two Python loops.
 """
 
-import math
 from collections.abc import Callable
 from functools import partial
 
@@ -31,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from jax import lax
+
+from flax_impl.ansatz import log_cosh
 
 
 @struct.dataclass
@@ -152,15 +153,17 @@ def _sample(log_psi_fn, variables, s, sites, uniforms, n_discard):
     return _pack(s, log_psi, history, n_proposals)
 
 
-def log_cosh(x: jax.Array) -> jax.Array:
-    """Return log cosh(x) without overflow, for real or complex ``x``.
+def rbm_arrays(variables: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Return ``(kernel, hidden_bias, visible_bias)`` of ``ansatz.RBM`` variables for ``sample_rbm``.
 
-    log cosh(x) = sx + log1p(exp(-2 sx)) - log 2 with sx = x * sign(Re x), so
-    exp never sees a positive real part. For complex input the result may
-    differ from log(cosh(x)) by a multiple of 2*pi*i; exp of both agree.
+    ``kernel`` is ``params/Dense/kernel`` (n_sites, n_hidden); a bias the model
+    does not use is returned as zeros.
     """
-    sx = x * jnp.where(jnp.real(x) < 0, -1, 1).astype(jnp.real(x).dtype)
-    return sx + jnp.log1p(jnp.exp(-2 * sx)) - math.log(2.0)
+    params = variables["params"]
+    kernel = params["Dense"]["kernel"]
+    hidden_bias = params["Dense"].get("bias", jnp.zeros(kernel.shape[1], kernel.dtype))
+    visible_bias = params.get("visible_bias", jnp.zeros(kernel.shape[0], kernel.dtype))
+    return kernel, hidden_bias, visible_bias
 
 
 def sample_rbm(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: jax.Array,

@@ -1,23 +1,26 @@
 """Metropolis samplers: identical chains from shared random numbers, exact |psi|^2.
 
-The wavefunction here is an RBM written directly with each side's ``log_cosh``,
-so that these tests check the samplers alone; the trainer tests run them on
-the ansatz modules.
+The wavefunction is each side's ``ansatz.RBM`` with the same parameters (the
+Flax variables are converted from the torch model by ``twins.convert``).
 """
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
+import flax_impl.ansatz as flax_ansatz
 import flax_impl.sampler as flax_sampler
+import torch_impl.ansatz as torch_ansatz
 import torch_impl.sampler as torch_sampler
+from twins.convert import state_dict_to_variables
 from twins.stats import statistics
 
 N_SITES = 8
-N_HIDDEN = 8
+ALPHA = 1
 N_CHAINS = 8
 N_DISCARD = 10
 N_SWEEPS_SHARED = 1000
@@ -26,38 +29,25 @@ N_SWEEPS_SHARED = 1000
 N_SIGMA = 5.0
 
 
-def _rbm_params(rng, n_sites, n_hidden, complex_params, scale=0.4):
-    def draw(*shape):
-        values = rng.normal(scale=scale, size=shape)
-        if complex_params:
-            values = values + 1j * rng.normal(scale=scale, size=shape)
-        return values
-
-    return {"weight": draw(n_hidden, n_sites), "hidden_bias": draw(n_hidden),
-            "visible_bias": draw(n_sites)}
-
-
-def _torch_log_psi(params):
-    weight, hidden_bias, visible_bias = (torch.tensor(params[k]) for k in
-                                         ("weight", "hidden_bias", "visible_bias"))
-
-    def log_psi(s):
-        s = s.to(weight.dtype)
-        return s @ visible_bias + torch_sampler.log_cosh(s @ weight.T + hidden_bias).sum(dim=1)
-
-    return log_psi
-
-
-def _flax_log_psi(variables, s):
-    s = s.astype(variables["kernel"].dtype)
-    theta = s @ variables["kernel"] + variables["hidden_bias"]
-    return s @ variables["visible_bias"] + flax_sampler.log_cosh(theta).sum(axis=1)
-
-
-def _flax_variables(params):
-    return {"kernel": jnp.asarray(params["weight"].T),
-            "hidden_bias": jnp.asarray(params["hidden_bias"]),
-            "visible_bias": jnp.asarray(params["visible_bias"])}
+def _rbm_pair(seed, n_sites, complex_params, scale=0.4, visible_bias=None):
+    """Return a torch RBM with N(0, scale^2) parameters and its Flax twin's variables."""
+    dtype = torch.complex128 if complex_params else torch.float64
+    model = torch_ansatz.RBM(n_sites, alpha=ALPHA, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            values = rng.normal(scale=scale, size=parameter.shape)
+            if complex_params:
+                values = values + 1j * rng.normal(scale=scale, size=parameter.shape)
+            parameter.copy_(torch.as_tensor(values))
+        if visible_bias is not None:
+            model.visible_bias.fill_(visible_bias)
+    flax_model = flax_ansatz.RBM(alpha=ALPHA, param_dtype=jnp.complex128 if complex_params
+                                 else jnp.float64)
+    template = jax.eval_shape(flax_model.init, jax.random.key(0), jnp.ones((1, n_sites)))
+    variables = jax.tree_util.tree_map(
+        jnp.asarray, state_dict_to_variables(model.state_dict(), template))
+    return model, flax_model, variables
 
 
 def _shared_inputs(seed, n_sites, n_chains, n_sweeps):
@@ -68,31 +58,29 @@ def _shared_inputs(seed, n_sites, n_chains, n_sweeps):
     return start, sites, uniforms
 
 
-def _run_all_four(params, start, sites, uniforms, n_discard, n_samples):
+def _run_all_four(seed, complex_params, start, sites, uniforms, n_discard, n_samples,
+                  **rbm_options):
+    model, flax_model, variables = _rbm_pair(seed, start.shape[1], complex_params,
+                                             **rbm_options)
     torch_start = torch.tensor(start)
-    variables = _flax_variables(params)
     return {
-        "torch": torch_sampler.sample(_torch_log_psi(params), torch_start, sites, uniforms,
+        "torch": torch_sampler.sample(model.log_psi, torch_start, sites, uniforms,
                                       n_discard, n_samples),
-        "torch_rbm": torch_sampler.sample_rbm(
-            torch.tensor(params["weight"]), torch.tensor(params["hidden_bias"]),
-            torch.tensor(params["visible_bias"]), torch_start, sites, uniforms,
-            n_discard, n_samples),
-        "flax": flax_sampler.sample(_flax_log_psi, variables, jnp.asarray(start), sites,
+        "torch_rbm": torch_sampler.sample_rbm(*torch_sampler.rbm_arrays(model), torch_start,
+                                              sites, uniforms, n_discard, n_samples),
+        "flax": flax_sampler.sample(flax_model.apply, variables, jnp.asarray(start), sites,
                                     uniforms, n_discard, n_samples),
-        "flax_rbm": flax_sampler.sample_rbm(
-            variables["kernel"], variables["hidden_bias"], variables["visible_bias"],
-            jnp.asarray(start), sites, uniforms, n_discard, n_samples),
+        "flax_rbm": flax_sampler.sample_rbm(*flax_sampler.rbm_arrays(variables),
+                                            jnp.asarray(start), sites, uniforms, n_discard,
+                                            n_samples),
     }
 
 
 @pytest.mark.parametrize("complex_params", [False, True], ids=["real", "complex"])
 def test_shared_randomness_identical_chains(complex_params):
     """Torch, Flax and both RBM fast paths make every decision alike for 1000 sweeps."""
-    rng = np.random.default_rng(10)
-    params = _rbm_params(rng, N_SITES, N_HIDDEN, complex_params)
     start, sites, uniforms = _shared_inputs(11, N_SITES, N_CHAINS, N_DISCARD + N_SWEEPS_SHARED)
-    runs = _run_all_four(params, start, sites, uniforms, N_DISCARD, N_SWEEPS_SHARED)
+    runs = _run_all_four(10, complex_params, start, sites, uniforms, N_DISCARD, N_SWEEPS_SHARED)
 
     reference = runs["torch"]
     assert reference.samples.shape == (N_CHAINS, N_SWEEPS_SHARED, N_SITES)
@@ -114,20 +102,18 @@ def test_shared_randomness_identical_chains(complex_params):
 
 def test_shared_randomness_decisions_depend_on_uniforms():
     """Different uniforms give different chains, so the identity test can fail."""
-    rng = np.random.default_rng(10)
-    params = _rbm_params(rng, N_SITES, N_HIDDEN, complex_params=False)
+    model, _, _ = _rbm_pair(10, N_SITES, complex_params=False)
     start, sites, uniforms = _shared_inputs(11, N_SITES, N_CHAINS, 60)
-    log_psi = _torch_log_psi(params)
+    log_psi = model.log_psi
     first = torch_sampler.sample(log_psi, torch.tensor(start), sites, uniforms, 10, 50)
     second = torch_sampler.sample(log_psi, torch.tensor(start), sites, 1 - uniforms, 10, 50)
     assert not torch.equal(first.samples, second.samples)
 
 
 def test_burn_in_is_not_recorded():
-    rng = np.random.default_rng(3)
-    params = _rbm_params(rng, 4, 4, complex_params=False)
+    model, _, _ = _rbm_pair(3, 4, complex_params=False)
     start, sites, uniforms = _shared_inputs(4, 4, 2, 7)
-    log_psi = _torch_log_psi(params)
+    log_psi = model.log_psi
     with_burn_in = torch_sampler.sample(log_psi, torch.tensor(start), sites, uniforms, 3, 4)
     full = torch_sampler.sample(log_psi, torch.tensor(start), sites, uniforms, 0, 7)
     assert torch.equal(with_burn_in.samples, full.samples[:, 3:])
@@ -172,34 +158,27 @@ def _assert_matches_born_probabilities(samples, log_psi_exact, label):
 def test_independent_samplers_match_born_rule(complex_params):
     """Each sampler with its own RNG reproduces exact |psi|^2 on 6 spins."""
     n_sites, n_chains, n_discard, n_samples = 6, 64, 20, 250
-    rng = np.random.default_rng(20)
-    params = _rbm_params(rng, n_sites, 6, complex_params, scale=0.5)
-    configurations = _all_configurations(n_sites)
-    log_psi_exact = _torch_log_psi(params)(torch.tensor(configurations)).numpy()
+    model, flax_model, variables = _rbm_pair(20, n_sites, complex_params, scale=0.5)
+    with torch.no_grad():
+        log_psi_exact = model.log_psi(torch.tensor(_all_configurations(n_sites))).numpy()
     n_sweeps = n_discard + n_samples
 
     generator = torch.Generator().manual_seed(5)
     sites, uniforms = torch_sampler.draw_proposals(generator, n_sweeps, n_sites, n_chains)
     start = torch_sampler.random_configurations(generator, n_chains, n_sites)
-    run = torch_sampler.sample(_torch_log_psi(params), start, sites, uniforms, n_discard,
-                               n_samples)
+    run = torch_sampler.sample(model.log_psi, start, sites, uniforms, n_discard, n_samples)
     _assert_matches_born_probabilities(run.samples.numpy(), log_psi_exact, "torch")
-    run = torch_sampler.sample_rbm(*(torch.tensor(params[k]) for k in
-                                     ("weight", "hidden_bias", "visible_bias")),
-                                   start, sites, uniforms, n_discard, n_samples)
+    run = torch_sampler.sample_rbm(*torch_sampler.rbm_arrays(model), start, sites, uniforms,
+                                   n_discard, n_samples)
     _assert_matches_born_probabilities(run.samples.numpy(), log_psi_exact, "torch_rbm")
-
-    import jax
 
     site_key, start_key = jax.random.split(jax.random.key(6))
     sites, uniforms = flax_sampler.draw_proposals(site_key, n_sweeps, n_sites, n_chains)
     start = flax_sampler.random_configurations(start_key, n_chains, n_sites)
-    variables = _flax_variables(params)
-    run = flax_sampler.sample(_flax_log_psi, variables, start, sites, uniforms, n_discard,
+    run = flax_sampler.sample(flax_model.apply, variables, start, sites, uniforms, n_discard,
                               n_samples)
     _assert_matches_born_probabilities(run.samples, log_psi_exact, "flax")
-    run = flax_sampler.sample_rbm(variables["kernel"], variables["hidden_bias"],
-                                  variables["visible_bias"], start, sites, uniforms,
+    run = flax_sampler.sample_rbm(*flax_sampler.rbm_arrays(variables), start, sites, uniforms,
                                   n_discard, n_samples)
     _assert_matches_born_probabilities(run.samples, log_psi_exact, "flax_rbm")
 
@@ -207,10 +186,10 @@ def test_independent_samplers_match_born_rule(complex_params):
 def test_born_rule_check_rejects_psi_instead_of_psi_squared():
     """Samples drawn from |psi| instead of |psi|^2 fail the same check."""
     n_sites, n_chains, n_discard, n_samples = 6, 64, 20, 250
-    rng = np.random.default_rng(20)
-    params = _rbm_params(rng, n_sites, 6, complex_params=False, scale=0.5)
-    log_psi = _torch_log_psi(params)
-    log_psi_exact = log_psi(torch.tensor(_all_configurations(n_sites))).numpy()
+    model, _, _ = _rbm_pair(20, n_sites, complex_params=False, scale=0.5)
+    log_psi = model.log_psi
+    with torch.no_grad():
+        log_psi_exact = log_psi(torch.tensor(_all_configurations(n_sites))).numpy()
 
     generator = torch.Generator().manual_seed(5)
     sites, uniforms = torch_sampler.draw_proposals(generator, n_discard + n_samples, n_sites,
@@ -226,11 +205,11 @@ def test_born_rule_check_rejects_psi_instead_of_psi_squared():
 def test_concentrated_state_never_accepts():
     """A state with all weight on one configuration: acceptance 0, chains frozen."""
     n_sites, n_chains = 6, 4
-    params = {"weight": np.zeros((2, n_sites)), "hidden_bias": np.zeros(2),
-              "visible_bias": np.full(n_sites, 20.0)}  # |psi'/psi|^2 = exp(-80) per flip
     start = np.ones((n_chains, n_sites))
     _, sites, uniforms = _shared_inputs(1, n_sites, n_chains, 30)
-    runs = _run_all_four(params, start, sites, uniforms, 10, 20)
+    # |psi'/psi|^2 <= exp(-80 + 4 * 0.01 * n_hidden) per flip: never accepted
+    runs = _run_all_four(1, False, start, sites, uniforms, 10, 20, scale=0.01,
+                         visible_bias=20.0)
     for name, run in runs.items():
         assert float(run.acceptance) == 0.0, name
         assert (np.asarray(run.samples) == 1.0).all(), name

@@ -24,10 +24,10 @@ hidden pre-activations on each flip (same chains, O(n_hidden) per proposal).
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import math
-
 import numpy as np
 import torch
+
+from torch_impl.ansatz import log_cosh
 
 
 @dataclass
@@ -130,16 +130,20 @@ def sample(log_psi_fn: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
         acceptance=accepted / (n_samples * n_sites * n_chains), last=s, last_log_psi=log_psi)
 
 
-def log_cosh(x: torch.Tensor) -> torch.Tensor:
-    """Return log cosh(x) without overflow, for real or complex ``x``.
+def rbm_arrays(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return ``(weight, hidden_bias, visible_bias)`` of an ``ansatz.RBM`` for ``sample_rbm``.
 
-    log cosh(x) = sx + log1p(exp(-2 sx)) - log 2 with sx = x * sign(Re x), so
-    exp never sees a positive real part. For complex input the result may
-    differ from log(cosh(x)) by a multiple of 2*pi*i; exp of both agree.
+    ``weight`` is ``Dense.weight`` (n_hidden, n_sites); a bias the model does
+    not use is returned as zeros.
     """
-    sign = torch.where(x.real < 0, -1.0, 1.0).to(x.real.dtype)
-    sx = x * sign
-    return sx + torch.log1p(torch.exp(-2 * sx)) - math.log(2.0)
+    weight = model.Dense.weight.detach()
+    hidden_bias = model.Dense.bias
+    hidden_bias = (torch.zeros(weight.shape[0], dtype=weight.dtype) if hidden_bias is None
+                   else hidden_bias.detach())
+    visible_bias = model.visible_bias
+    visible_bias = (torch.zeros(weight.shape[1], dtype=weight.dtype) if visible_bias is None
+                    else visible_bias.detach())
+    return weight, hidden_bias, visible_bias
 
 
 @torch.no_grad()
