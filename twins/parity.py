@@ -20,6 +20,9 @@ import torch_impl.training
 from twins import tolerances
 from twins.convert import state_dict_to_variables
 from twins.devices import DEVICE_PAIRS, jax_device, set_strict_gpu_precision
+from twins.optim.catalog import CONFIGS
+from twins.optim_map import build_transformation
+from twins.optim_torch import make_torch_optimizer
 from twins.registry import EXAMPLES, ExamplePair
 
 TRAJECTORY_STEPS = 100
@@ -155,13 +158,23 @@ def check_grad(pair: ExamplePair, dtype=np.float64, device: str = "cpu") -> Pari
 
 def check_trajectory(pair: ExamplePair, optimizer: str, dtype=np.float64, device: str = "cpu",
                      steps: int = TRAJECTORY_STEPS) -> ParityRow:
-    """Train both twins for ``steps`` steps and compare loss and parameters at every step."""
-    torch_factory, optax_factory = OPTIMIZERS[optimizer]
+    """Train both twins for ``steps`` steps and compare loss and parameters at every step.
+
+    ``optimizer`` names an entry of ``OPTIMIZERS`` or of ``twins.optim.catalog.CONFIGS``
+    (a torch configuration whose optax twin ``twins.optim_map`` builds).
+    """
     p = _build(pair, dtype, device)
+    if optimizer in OPTIMIZERS:
+        torch_factory, optax_factory = OPTIMIZERS[optimizer]
+        torch_optimizer, optax_transformation = torch_factory(p.torch_model.parameters()), optax_factory()
+    else:
+        config = CONFIGS[optimizer]
+        torch_optimizer = make_torch_optimizer(config, p.torch_model.named_parameters())
+        optax_transformation = build_transformation(config)
     torch_run = torch_impl.training.train(
-        p.torch_model, torch_factory(p.torch_model.parameters()), p.x_torch, p.y_torch, steps)
+        p.torch_model, torch_optimizer, p.x_torch, p.y_torch, steps)
     flax_run = flax_impl.training.train(
-        p.flax_model, optax_factory(), p.variables, p.x_jax, p.y_jax, steps)
+        p.flax_model, optax_transformation, p.variables, p.x_jax, p.y_jax, steps)
 
     # torch records {name: (steps, *shape)}; convert step by step to Flax layout.
     reference = {"loss": torch_run.losses}
