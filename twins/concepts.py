@@ -582,4 +582,5 @@ def write_markdown(path: Path) -> None:
     text = render_markdown(path.parent.resolve())
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         handle.write(text)
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(handle.name, path)

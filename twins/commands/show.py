@@ -38,7 +38,8 @@ def _list_views(console: Console) -> None:
 
 def run(args) -> int:
     console = Console(width=args.width) if args.width else Console()
-    errors = Console(stderr=True)
+    # soft_wrap keeps paths whole; markup=False keeps "[...]" in messages literal.
+    errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     if args.width is not None and args.width < 40:
         errors.print(f"error: --width {args.width} is too narrow; use 40 columns or more")
         return 2
@@ -52,7 +53,7 @@ def run(args) -> int:
             write_markdown(Path(args.concepts_md))
             console.print(f"wrote {args.concepts_md}")
         if args.html:
-            from twins.sidebyside.site import ParityFileError, build_site
+            from twins.sidebyside.site import IncompleteSiteError, ParityFileError, build_site
 
             try:
                 index = build_site(Path(args.html), parity_json=args.parity_json,
@@ -60,6 +61,9 @@ def run(args) -> int:
             except ParityFileError as error:
                 errors.print(f"error: {error}")
                 return 2
+            except IncompleteSiteError as error:
+                errors.print(f"error: {error}")
+                return 1
             console.print(f"wrote {index}")
         if args.concepts_md or args.html:
             return 0
