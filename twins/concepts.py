@@ -2,9 +2,9 @@
 
 Each ``Concept`` names its two forms, the difference that trips people and one
 runnable snippet per side. Where the twins show it is computed from the
-sources: a ``Locator`` names a module, a function or ``Class.method`` in it and
-a piece of text; the line is the first line of that definition containing the
-text. ``docs/concepts.md`` is generated from this registry
+sources. A ``Locator`` names a module, a function or ``Class.method`` in it and
+a piece of text, and the line is the first code line of that definition that
+contains the text. ``docs/concepts.md`` is generated from this registry
 (``twins show --concepts-md docs/concepts.md``), and a test checks that the
 committed file is current and runs every snippet in it.
 """

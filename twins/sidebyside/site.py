@@ -96,7 +96,7 @@ def load_parity_json(path: Path) -> ParityFigures:
         raise ParityFileError(f"parity file {path} is not valid JSON ({error}); write it with "
                               f"`twins parity --json {path}`") from None
     if not isinstance(rows, list):
-        raise ParityFileError(f"parity file {path} holds a {type(rows).__name__}, expected the "
+        raise ParityFileError(f"parity file {path} contains a {type(rows).__name__}, expected the "
                               f"list of rows that `twins parity --json` writes")
     for index, row in enumerate(rows):
         missing = [name for name in PARITY_FIELDS if not isinstance(row, dict) or name not in row]
@@ -306,10 +306,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def build_site(out_dir: Path, parity_json: str | None = None, run_parity: bool = True,
                log: Callable[[str], None] = print) -> Path:
-    """Write index.html, concepts.html and one page per view to ``out_dir``; return the index.
+    """Write index.html, the concept map and one page per view to ``out_dir``; return the index.
 
     Parity figures come from ``parity_json`` when given, else from running the
-    checks now when ``run_parity``; otherwise the pages say they are missing.
+    checks now when ``run_parity``. Without either, the pages state that they
+    are missing. Raises ``IncompleteSiteError`` after writing every page when
+    a view's sources are missing.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

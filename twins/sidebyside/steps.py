@@ -14,7 +14,7 @@ changes; there are no markers to keep in sync. The rules:
 * A Flax ``@nn.compact`` method creates its parameters inline: the statements
   that call ``self.param``, ``self.variable`` or construct an ``nn`` layer
   form its "parameters" step. When they come first, the rest of the method is
-  its compute step; when they are interleaved with the computation, the compute
+  its compute step. When they are interleaved with the computation, the compute
   step shows the whole method.
 * A function found on one side only may match a fragment of the other side's
   training loop with the same role: Flax's ``make_train_step`` (it calls
@@ -193,9 +193,9 @@ def _loops(node: ast.AST) -> list[ast.For | ast.While]:
 def function_role(node: ast.FunctionDef) -> str:
     """Return the training role of a function, or "" when it has none.
 
-    A loop whose body computes gradients or calls a step is the training loop;
-    otherwise an optimizer update, then a gradient call, then a name containing
-    "loss" decide.
+    A loop whose body computes gradients or calls a step is the training loop.
+    Otherwise the first match wins: an optimizer update, a gradient call, a
+    name containing "loss".
     """
     for loop in _loops(node):
         body_calls = set().union(*(_call_names(stmt) for stmt in loop.body))
@@ -379,7 +379,7 @@ def _optimizer_step_fragment(node: ast.FunctionDef, path: Path) -> Step | None:
 
 def parse_steps(path: Path) -> tuple[list[Step], list[Step]]:
     """Return the top-level steps of ``path`` in source order, and its nested fragments."""
-    path = Path(path)
+    path = Path(path).resolve()
     try:
         source = path.read_text()
     except FileNotFoundError:
@@ -473,7 +473,7 @@ def align_files(torch_path: Path, flax_path: Path) -> FileAlignment:
         rows.insert(index, row)
         previous_row = row
 
-    return FileAlignment(Path(torch_path), Path(flax_path), _merge_gaps(rows))
+    return FileAlignment(Path(torch_path).resolve(), Path(flax_path).resolve(), _merge_gaps(rows))
 
 
 def _row_label(torch_step: Step, flax_step: Step) -> str:

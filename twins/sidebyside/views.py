@@ -1,8 +1,8 @@
 """What ``twins show NAME`` shows: the twin files of each example, aligned.
 
-Every registered example shows its model file and the shared training code;
-``rbm`` shows the NQS ansatz, sampler and VMC files; a few twin files can be
-read on their own.
+Every registered example shows its model file and the shared training code.
+``rbm`` shows the NQS ansatz, sampler and VMC files, and a few twin files can
+be read on their own.
 """
 
 import importlib.util
@@ -45,7 +45,7 @@ def module_path(package: str, module: str) -> Path:
 
 
 def repository_root() -> Path:
-    """Return the directory that holds torch_impl/ and flax_impl/."""
+    """Return the directory that contains torch_impl/ and flax_impl/."""
     return module_path(TORCH_PACKAGE, "x").parent.parent
 
 
