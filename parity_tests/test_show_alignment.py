@@ -171,3 +171,12 @@ def test_header_holds_imports_and_constants(tmp_path):
     assert [step.key for step in steps] == ["header", "f"]
     assert steps[0].fragment.spans == ((1, 6),)
     assert nested == []
+
+
+def test_missing_note_names_file_without_step(tmp_path):
+    torch_path = _write(tmp_path, "torch_model.py", TORCH_SOURCE + "\n\ndef _extra():\n    return 1\n")
+    flax_path = _write(tmp_path, "flax_model.py", FLAX_SOURCE + "\n\ndef extra():\n    return 1\n")
+    rows = {row.label: row for row in align_files(torch_path, flax_path).rows}
+    assert rows["_extra"].missing_note("flax_model.py") == "no counterpart in flax_model.py (private helper)"
+    assert rows["extra"].missing_note("torch_model.py") == (
+        "missing in torch_model.py: a public step without a twin")

@@ -41,6 +41,7 @@ tr.step th .differ { color: #a15c00; font-weight: normal; }
 td.code { vertical-align: top; padding: 0 0.4em; width: 50%; }
 td.code .loc { font-size: 0.8em; color: #666; font-family: monospace; }
 td.missing { color: #b00020; font-style: italic; }
+td.helper { color: #777; font-style: italic; }
 .highlight pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0.2em 0; font-size: 0.85em;
                  line-height: 1.35; }
 .highlight .linenos, .highlight span.linenos { color: #999; }
@@ -143,10 +144,10 @@ def _highlight_spans(step: Step) -> str:
     return "".join(blocks)
 
 
-def _code_cell(step: Step | None, other: Path, root: Path) -> str:
+def _code_cell(row: Row, step: Step | None, path: Path, root: Path) -> str:
     if step is None:
-        return (f'<td class="code missing">no counterpart of this step in '
-                f'{_escape(str(other.relative_to(root)))}</td>')
+        css = "missing" if row.breaks_mirror else "helper"
+        return f'<td class="code {css}">{_escape(row.missing_note(str(path.relative_to(root))))}</td>'
     location = step.fragment.location(root)
     if step.fragment.context:
         location += f"  ({step.fragment.context})"
@@ -191,8 +192,8 @@ def _step_rows(row: Row, alignment: FileAlignment, root: Path) -> str:
     anchor = _slug(f"{alignment.torch_path.stem}-{row.label}")
     differ = ' <span class="differ">(names differ)</span>' if row.names_differ else ""
     return (f'<tr class="step" id="{anchor}"><th colspan="2">{_escape(row.label)}{differ}</th></tr>\n'
-            f'<tr>{_code_cell(row.torch, alignment.flax_path, root)}'
-            f'{_code_cell(row.flax, alignment.torch_path, root)}</tr>')
+            f'<tr>{_code_cell(row, row.torch, alignment.torch_path, root)}'
+            f'{_code_cell(row, row.flax, alignment.flax_path, root)}</tr>')
 
 
 def _figures_section(view: View, figures: ParityFigures | None) -> str:

@@ -139,6 +139,12 @@ class Row:
         step = self.torch or self.flax
         return self.one_sided and step.public
 
+    def missing_note(self, missing_in: str) -> str:
+        """Return the text shown where ``missing_in`` (a file name) has no step for this row."""
+        if self.breaks_mirror:
+            return f"missing in {missing_in}: a public step without a twin"
+        return f"no counterpart in {missing_in} (private helper)"
+
 
 @dataclass
 class FileAlignment:
@@ -346,7 +352,7 @@ def _class_steps(node: ast.ClassDef, is_module: bool, path: Path, lines: list[st
         qualified = f"{node.name}.{method.name}"
         shared = _MODULE_METHODS.get(method.name) if is_module else None
         key = f"{node.name}.{shared or method.name}"
-        label = f"{node.name}: {shared}" if shared else qualified
+        label = f"{node.name}: {shared or method.name}"
         if is_module and "compact" in _decorator_names(method):
             steps.extend(_compact_steps(node.name, method, key, label, path, lines))
             continue

@@ -35,13 +35,12 @@ def _code(step: Step) -> Group:
     return Group(*parts)
 
 
-def _side(step: Step | None, framework: str, other_path: Path, root: Path,
-          tag: Text | None = None) -> Group:
-    """Return one side of a row; ``tag`` (narrow layout) prefixes the location line."""
+def _side(row: Row, step: Step | None, path: Path, root: Path, tag: Text | None = None) -> Group:
+    """Return one side of a row from file ``path``; ``tag`` (narrow layout) prefixes the location."""
     prefix = tag or Text()
     if step is None:
-        return Group(prefix + Text(f"no counterpart of this step in {other_path.relative_to(root)}",
-                                   style="bold red"))
+        style = "bold red" if row.breaks_mirror else "yellow"
+        return Group(prefix + Text(row.missing_note(str(path.relative_to(root))), style=style))
     return Group(prefix + _location(step, root), _code(step))
 
 
@@ -61,17 +60,17 @@ def render_alignment(alignment: FileAlignment, console: Console, root: Path) -> 
     for row in alignment.rows:
         console.print(Rule(_row_title(row), align="left", style="grey50"))
         if two_columns:
-            torch_side = _side(row.torch, "torch", alignment.flax_path, root)
-            flax_side = _side(row.flax, "flax", alignment.torch_path, root)
+            torch_side = _side(row, row.torch, alignment.torch_path, root)
+            flax_side = _side(row, row.flax, alignment.flax_path, root)
             grid = Table.grid(expand=True, padding=(0, 2))
             grid.add_column(ratio=1)
             grid.add_column(ratio=1)
             grid.add_row(torch_side, flax_side)
             console.print(grid)
         else:
-            console.print(_side(row.torch, "torch", alignment.flax_path, root,
+            console.print(_side(row, row.torch, alignment.torch_path, root,
                                 Text("torch ", style="bold magenta")))
-            console.print(_side(row.flax, "flax", alignment.torch_path, root,
+            console.print(_side(row, row.flax, alignment.flax_path, root,
                                 Text("flax  ", style="bold green")))
     console.print()
 
