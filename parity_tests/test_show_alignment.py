@@ -24,6 +24,22 @@ def test_view_steps_exist_on_both_sides(name):
         assert not breaks, f"{alignment.torch_path.name}: public steps without a twin: {breaks}"
 
 
+@pytest.mark.parametrize("name", list(views()))
+def test_view_rows_cover_every_line(name):
+    for alignment in get_view(name).align():
+        for side, path in (("torch", alignment.torch_path), ("flax", alignment.flax_path)):
+            covered = set()
+            for row in alignment.rows:
+                step = row.torch if side == "torch" else row.flax
+                if step is not None and step.top_level:
+                    for start, end in step.fragment.spans:
+                        covered.update(range(start, end + 1))
+            lines = path.read_text().splitlines()
+            left_out = [number for number, line in enumerate(lines, 1)
+                        if line.strip() and number not in covered]
+            assert not left_out, f"{path.name}: lines {left_out} are in no step"
+
+
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_example_has_every_training_step(name):
     model_file, training_file = get_view(name).align()
