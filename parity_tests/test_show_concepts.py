@@ -30,6 +30,13 @@ def test_docs_have_snippets():
     assert len(SNIPPETS) >= 2 * len(CONCEPTS)
 
 
+def test_concepts_md_fences_are_python():
+    # Only ```python blocks are executed, so the concept map must use no other kind.
+    fences = re.findall(r"^```(\w*)$", (DOCS / "concepts.md").read_text(), re.M)
+    languages = set(fences[0::2])
+    assert languages == {"python"}, languages
+
+
 @pytest.mark.parametrize("code", [code for _, code in SNIPPETS], ids=[name for name, _ in SNIPPETS])
 def test_docs_snippet_runs(code):
     exec(compile(code, "<docs snippet>", "exec"), {"__name__": "__docs_snippet__"})
