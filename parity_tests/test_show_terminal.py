@@ -7,7 +7,7 @@ from rich.console import Console
 
 from twins.cli import main
 from twins.sidebyside.terminal import TWO_COLUMN_MIN_WIDTH, render
-from twins.sidebyside.views import get_view, repository_root
+from twins.sidebyside.views import get_view, repository_root, views
 
 
 def _render(name: str, width: int) -> list[str]:
@@ -22,6 +22,15 @@ def test_lines_fit_width(width):
     lines = _render("mlp", width)
     too_long = [line for line in lines if len(line) > width]
     assert not too_long, f"{len(too_long)} lines exceed {width} columns: {too_long[:2]}"
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 160])
+@pytest.mark.parametrize("name", list(views()))
+def test_long_lines_wrap_not_cropped(name, width):
+    # rich crops an unbreakable token with an ellipsis unless the column folds it.
+    lines = _render(name, width)
+    cropped = [line for line in lines if "\u2026" in line]
+    assert not cropped, f"cropped at {width} columns: {cropped[:2]}"
 
 
 def test_narrow_shows_torch_then_flax():

@@ -521,6 +521,31 @@ assert "kernel" in table
 )
 
 
+def resolve_all() -> list[tuple[Concept, Location, Location]]:
+    """Return every concept with its torch and Flax locations."""
+    return [(concept, concept.torch_location(), concept.flax_location()) for concept in CONCEPTS]
+
+
+def _located_in(location: Location, step) -> bool:
+    return (step is not None and step.fragment.path == location.path
+            and step.fragment.contains(location.line))
+
+
+def concepts_in_row(row, resolved, placed: set[str]) -> list[Concept]:
+    """Return the concepts whose torch or Flax line lies in ``row`` and are not in ``placed``.
+
+    The returned slugs are added to ``placed``, so each concept appears once per page.
+    """
+    found = []
+    for concept, torch_location, flax_location in resolved:
+        if concept.slug in placed:
+            continue
+        if _located_in(torch_location, row.torch) or _located_in(flax_location, row.flax):
+            found.append(concept)
+            placed.add(concept.slug)
+    return found
+
+
 def _code_span(text: str) -> str:
     """Return ``text`` as a Markdown code span, fenced with enough backticks."""
     text = text.replace("|", "\\|")  # a bare | would end the table cell
@@ -548,7 +573,7 @@ def render_markdown(docs_dir: Path | None = None) -> str:
         "| concept | PyTorch | JAX / Flax | torch twin | Flax twin |",
         "| --- | --- | --- | --- | --- |",
     ]
-    resolved = [(concept, concept.torch_location(), concept.flax_location()) for concept in CONCEPTS]
+    resolved = resolve_all()
     for concept, torch_loc, flax_loc in resolved:
         lines.append(f"| [{concept.title}](#{concept.slug}) | {_code_span(torch_loc.code)} | "
                      f"{_code_span(flax_loc.code)} | {_link(torch_loc, docs_dir)} | "

@@ -18,7 +18,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from twins.concepts import CONCEPTS, Concept, Location
+from twins.concepts import Concept, Location, concepts_in_row, resolve_all
 from twins.registry import EXAMPLES
 from twins.sidebyside.steps import FileAlignment, Row, SourceError, Step, dedented_spans
 from twins.sidebyside.views import View, repository_root, views
@@ -154,11 +154,6 @@ def _code_cell(row: Row, step: Step | None, path: Path, root: Path) -> str:
     return f'<td class="code"><div class="loc">{_escape(location)}</div>{_highlight_spans(step)}</td>'
 
 
-def _located_in(location: Location, step: Step | None) -> bool:
-    return (step is not None and step.fragment.path == location.path
-            and step.fragment.contains(location.line))
-
-
 def _concept_note(concept: Concept) -> str:
     return (f'<tr class="concept"><td colspan="2"><strong>{_escape(concept.title)}.</strong> '
             f'PyTorch: {_inline_code(concept.torch_form)}. JAX/Flax: {_inline_code(concept.flax_form)}. '
@@ -178,12 +173,7 @@ def _alignment_table(alignment: FileAlignment, root: Path, resolved, placed: set
            f'<tr><th class="side">PyTorch: {torch_name}</th><th class="side">JAX/Flax: {flax_name}</th></tr>']
     for row in alignment.rows:
         out.append(_step_rows(row, alignment, root))
-        for concept, torch_location, flax_location in resolved:
-            if concept.slug in placed:
-                continue
-            if _located_in(torch_location, row.torch) or _located_in(flax_location, row.flax):
-                out.append(_concept_note(concept))
-                placed.add(concept.slug)
+        out += [_concept_note(concept) for concept in concepts_in_row(row, resolved, placed)]
     out.append("</table>")
     return "\n".join(out)
 
@@ -325,7 +315,7 @@ def build_site(out_dir: Path, parity_json: str | None = None, run_parity: bool =
         figures = None
 
     all_views = list(views().values())
-    resolved = [(concept, concept.torch_location(), concept.flax_location()) for concept in CONCEPTS]
+    resolved = resolve_all()
     # A twin file links to the first page that shows it.
     pages: dict[Path, str] = {}
     failures: list[str] = []

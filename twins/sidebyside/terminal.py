@@ -3,11 +3,13 @@
 from pathlib import Path
 
 from rich.console import Console, Group
+from rich.padding import Padding
 from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from twins.concepts import Concept, concepts_in_row, resolve_all
 from twins.sidebyside.steps import FileAlignment, Row, Step, dedented_spans
 
 # Below this many columns each side gets less than ~48 characters, which
@@ -51,20 +53,42 @@ def _row_title(row: Row) -> Text:
     return title
 
 
-def render_alignment(alignment: FileAlignment, console: Console, root: Path) -> None:
-    """Print one file pair: two columns per step, or torch then Flax on a narrow console."""
+def _heading(console: Console, title: Text, style: str, align: str = "center") -> None:
+    """Print ``title`` in a rule, or above one when the rule would crop it."""
+    if title.cell_len + 6 <= console.width:
+        console.print(Rule(title, align=align, style=style))
+    else:
+        console.print(title)
+        console.print(Rule(style=style))
+
+
+def _concept_note(concept: Concept) -> Padding:
+    note = Text("concept: ", style="yellow")
+    note.append(concept.title, style="bold yellow")
+    note.append(f". What trips people: {concept.trap.replace('`', '')}", style="yellow")
+    return Padding(note, (0, 0, 0, 2))
+
+
+def render_alignment(alignment: FileAlignment, console: Console, root: Path,
+                     resolved=(), placed: set[str] | None = None) -> None:
+    """Print one file pair: two columns per step, or torch then Flax on a narrow console.
+
+    ``resolved`` (from ``twins.concepts.resolve_all``) adds a note after the
+    first row that shows each concept; ``placed`` collects the notes printed.
+    """
+    placed = set() if placed is None else placed
     torch_name = alignment.torch_path.relative_to(root)
     flax_name = alignment.flax_path.relative_to(root)
-    console.print(Rule(Text(f"{torch_name}  |  {flax_name}", style="bold"), style="bold"))
+    _heading(console, Text(f"{torch_name}  |  {flax_name}", style="bold"), "bold")
     two_columns = console.width >= TWO_COLUMN_MIN_WIDTH
     for row in alignment.rows:
-        console.print(Rule(_row_title(row), align="left", style="grey50"))
+        _heading(console, _row_title(row), "grey50", align="left")
         if two_columns:
             torch_side = _side(row, row.torch, alignment.torch_path, root)
             flax_side = _side(row, row.flax, alignment.flax_path, root)
             grid = Table.grid(expand=True, padding=(0, 2))
-            grid.add_column(ratio=1)
-            grid.add_column(ratio=1)
+            grid.add_column(ratio=1, overflow="fold")
+            grid.add_column(ratio=1, overflow="fold")
             grid.add_row(torch_side, flax_side)
             console.print(grid)
         else:
@@ -72,10 +96,14 @@ def render_alignment(alignment: FileAlignment, console: Console, root: Path) -> 
                                 Text("torch ", style="bold magenta")))
             console.print(_side(row, row.flax, alignment.flax_path, root,
                                 Text("flax  ", style="bold green")))
+        for concept in concepts_in_row(row, resolved, placed):
+            console.print(_concept_note(concept))
     console.print()
 
 
 def render(alignments: list[FileAlignment], console: Console, root: Path) -> None:
-    """Print every file pair of a view."""
+    """Print every file pair of a view, with a note where a step shows a tutorial concept."""
+    resolved = resolve_all()
+    placed: set[str] = set()
     for alignment in alignments:
-        render_alignment(alignment, console, root)
+        render_alignment(alignment, console, root, resolved, placed)
