@@ -57,6 +57,12 @@ table.index { border-collapse: collapse; }
 table.index td, table.index th { border-bottom: 1px solid #ddd; padding: 0.3em 0.8em; text-align: left;
                                  vertical-align: top; }
 code { font-size: 0.9em; }
+/* A narrow window stacks each step: torch first, then Flax, like the terminal. */
+@media (max-width: 900px) {
+  table.twins, table.twins tbody, table.twins tr { display: block; width: 100%; }
+  table.twins td.code, table.twins tr.step th { display: block; width: auto; }
+  table.twins th.side { display: none; }
+}
 """
 
 
@@ -232,9 +238,9 @@ def render_view_page(view: View, figures: ParityFigures | None, resolved) -> str
     root = repository_root()
     placed: set[str] = set()
     body = [f"<h1>{_escape(view.name)}: {_escape(view.summary)}</h1>",
-            '<p class="note">The PyTorch source on the left, its JAX/Flax twin on the right, step by '
-            'step, read from the current sources. Notes between the steps point out the '
-            'concept a step shows.</p>',
+            '<p class="note">The PyTorch source on the left (above, in a narrow window) and its '
+            'JAX/Flax twin on the right, step by step, read from the current sources. Notes '
+            'between the steps point out the concept a step shows.</p>',
             _figures_section(view, figures)]
     body += [_alignment_table(alignment, root, resolved, placed) for alignment in view.align()]
     return _page(f"{view.name}: PyTorch and JAX/Flax side by side", "\n".join(body))
