@@ -80,6 +80,7 @@ def test_cli_lists_views(capsys):
     (["show", "nosuch"], "unknown name 'nosuch'"),
     (["show", "mlp", "--width", "20"], "--width 20 is too narrow"),
     (["show", "--parity-json", "x.json"], "only applies with --html"),
+    (["show", "mlp", "--html", "site"], "omit 'mlp' with --html"),
 ])
 def test_cli_rejects_bad_input(capsys, argv, message):
     assert main(argv) == 2

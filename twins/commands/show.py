@@ -46,6 +46,10 @@ def run(args) -> int:
     if args.parity_json and not args.html:
         errors.print("error: --parity-json only applies with --html DIR")
         return 2
+    if args.name and (args.html or args.concepts_md):
+        errors.print(f"error: the site and the concept map cover every example; omit {args.name!r} "
+                     f"with --html or --concepts-md")
+        return 2
     try:
         if args.concepts_md:
             from twins.concepts import write_markdown
