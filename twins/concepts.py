@@ -348,8 +348,9 @@ assert state["intermediates"]["layers_0"]["__call__"][0].shape == (2, 3)
         "named-parameters", "Parameter names",
         "`model.named_parameters()`: dotted names in registration order",
         "`traverse_util.flatten_dict(variables['params'])`: paths of a nested dict",
-        "Flax paths are tuples (or `/`-joined) and dicts iterate in insertion order of the "
-        "tree, not torch's registration order; compare sorted names.",
+        "Flax paths are tuples (or `/`-joined strings) and a 2-D `kernel` is the transpose of "
+        "torch's `weight`. JAX tree functions visit dict keys in sorted order (`bias` before "
+        "`kernel`), not in creation order, so compare names as sorted lists.",
         Locator("concepts", "parameter_names", "named_parameters"),
         Locator("concepts", "parameter_names", "flatten_dict"),
         """\
