@@ -475,7 +475,10 @@ def align_files(torch_path: Path, flax_path: Path) -> FileAlignment:
             row = Row(step.role, nested_partner[id(step)], step)
         else:
             row = Row(step.label, None, step)
-        index = rows.index(previous_row) + 1 if previous_row is not None else 0
+        index = 0
+        if previous_row is not None:
+            # By identity: two rows may compare equal as dataclasses.
+            index = next(i for i, other in enumerate(rows) if other is previous_row) + 1
         rows.insert(index, row)
         previous_row = row
 
