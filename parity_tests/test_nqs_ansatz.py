@@ -1,8 +1,4 @@
-"""Ansatz twins: stable log cosh, RBM and FFN log psi against the numpy reference.
-
-Weights are drawn on the torch side and copied to Flax with ``twins.convert``,
-so both frameworks evaluate the same numbers.
-"""
+"""Ansatz twins: stable log cosh, RBM and FFN log psi against the numpy reference."""
 
 import math
 
@@ -11,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import traverse_util
 
 from flax_impl import ansatz as flax_ansatz
+from parity_tests import nqs_pairs
+from parity_tests.nqs_pairs import TORCH_DTYPES, flat_params, wrapped_difference
 from torch_impl import ansatz as torch_ansatz
 from twins import convert
 from twins import nqs_reference as reference
@@ -27,43 +24,19 @@ FLOAT64_LOG_PSI = 1e-12
 # float32 eps is 1.2e-7; the sums above accumulate a few tens of ulps.
 FLOAT32_LOG_PSI = 2e-6
 
-TORCH_DTYPES = {
-    ("float64", "real"): torch.float64,
-    ("float64", "complex"): torch.complex128,
-    ("float32", "real"): torch.float32,
-    ("float32", "complex"): torch.complex64,
-}
 CASES = list(TORCH_DTYPES)
 
 
-def wrapped_difference(a, b) -> np.ndarray:
-    """Return |a - b| with the imaginary part taken modulo 2 pi (log-amplitudes)."""
-    difference = np.asarray(a, dtype=np.complex128) - np.asarray(b, dtype=np.complex128)
-    phase = np.mod(difference.imag + np.pi, 2 * np.pi) - np.pi
-    return np.abs(difference.real + 1j * phase)
-
-
-def configurations(seed: int = 0, batch: int = BATCH, n_sites: int = N_SITES) -> np.ndarray:
-    return np.random.default_rng(seed).choice([-1.0, 1.0], size=(batch, n_sites))
-
-
-def flat_params(params) -> dict:
-    return {"/".join(path): np.asarray(leaf) for path, leaf in traverse_util.flatten_dict(params).items()}
-
-
 def rbm_pair(torch_dtype, alpha=2, scale=1.0, seed=0):
-    """Return (torch RBM, Flax RBM, Flax params) holding the same weights."""
-    torch.manual_seed(seed)
-    torch_model = torch_ansatz.RBM(N_SITES, alpha, dtype=torch_dtype)
-    with torch.no_grad():
-        # Scale NetKet's small init up so that log cosh leaves its quadratic regime.
-        for parameter in torch_model.parameters():
-            parameter.mul_(scale)
-    numpy_dtype = torch.empty((), dtype=torch_dtype).numpy().dtype
-    flax_model = flax_ansatz.RBM(alpha=alpha, param_dtype=numpy_dtype)
-    template = flax_model.init(jax.random.key(0), jnp.zeros((1, N_SITES)))
-    params = convert.state_dict_to_variables(torch_model.state_dict(), template)["params"]
-    return torch_model, flax_model, jax.tree_util.tree_map(jnp.asarray, params)
+    return nqs_pairs.rbm_pair(N_SITES, torch_dtype, alpha, scale, seed)
+
+
+def ffn_pair(dtype_name="float64", seed=0):
+    return nqs_pairs.ffn_pair(N_SITES, getattr(torch, dtype_name), alpha=2, seed=seed)
+
+
+def configurations(seed: int = 0) -> np.ndarray:
+    return nqs_pairs.configurations(N_SITES, BATCH, seed)
 
 
 # --- log cosh -------------------------------------------------------------------
@@ -206,15 +179,6 @@ def test_rbm_large_weights_stay_finite():
 
 
 # --- FFN --------------------------------------------------------------------------
-
-def ffn_pair(dtype_name="float64", seed=0):
-    torch.manual_seed(seed)
-    torch_model = torch_ansatz.FFN(N_SITES, alpha=2, dtype=getattr(torch, dtype_name))
-    flax_model = flax_ansatz.FFN(n_sites=N_SITES, alpha=2, param_dtype=dtype_name)
-    template = flax_model.init(jax.random.key(0), jnp.zeros((1, N_SITES)))
-    params = convert.state_dict_to_variables(torch_model.state_dict(), template)["params"]
-    return torch_model, flax_model, jax.tree_util.tree_map(jnp.asarray, params)
-
 
 def test_ffn_parameter_names():
     _, _, params = ffn_pair()

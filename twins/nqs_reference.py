@@ -149,7 +149,9 @@ def sr_solve(s_matrix: np.ndarray, gradient: np.ndarray, diag_shift: float,
             f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
         )
     shifted = s_matrix + diag_shift * np.eye(len(s_matrix))
-    condition = np.linalg.cond(shifted)
+    eigenvalues = np.linalg.eigvalsh(shifted)
+    smallest, largest = eigenvalues[0], eigenvalues[-1]
+    condition = largest / smallest if smallest > 0 else np.inf
     if not condition <= max_condition:
         warnings.warn(
             f"S + {diag_shift:g} I has condition number {condition:.3g} > {max_condition:.0e}; "

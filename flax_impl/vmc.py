@@ -1,0 +1,342 @@
+"""Variational Monte Carlo with jax.grad and optax: estimators, gradient, SR.
+
+An estimate averages over configurations s (B, N) with weights p (B,) that sum
+to 1: |psi|^2 / sum |psi|^2 for the exact sum over all 2^N configurations,
+1 / B for Monte Carlo samples.
+
+    O_k(s)  = d log psi(s) / d theta_k
+    E       = <E_loc>,  F = 2 Re <conj(O) (E_loc - E)>
+    S       = Re <conj(O - <O>)^T (O - <O>)>,  SR direction = (S + eps I)^-1 F
+
+Complex parameters: a complex z = x + i y counts as the two real parameters
+(x, y). The update direction is returned as dE/dx + i dE/dy, the convention of
+torch's ``.grad`` and the conjugate of what ``jax.grad`` of the energy would
+return; ``optax.sgd`` steps it the right way. Adam-like optimizers keep one
+second moment per complex entry in optax, whereas torch keeps one per real
+component: wrap them in ``optax.contrib.split_real_and_imaginary`` to match
+torch.
+"""
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+from flax_impl.local_energy import local_energy
+
+# The exact estimator keeps the connected configurations (2^N x M x N) and the
+# log-derivatives (2^N x P) in memory: about 0.5 GB for an N = 16 RBM with
+# alpha = 1, 16 times that per extra 4 sites.
+MAX_EXACT_SITES = 16
+
+
+class SingularMatrixWarning(RuntimeWarning):
+    """The SR matrix S + shift is singular or too ill-conditioned to solve."""
+
+
+def _real_dtype(dtype) -> np.dtype:
+    return np.zeros((), dtype=dtype).real.dtype
+
+
+def _complex_dtype(dtype) -> np.dtype:
+    return np.result_type(_real_dtype(dtype), np.complex64)
+
+
+def all_configurations(n_sites: int, dtype=jnp.float64) -> jnp.ndarray:
+    """Return every configuration of ``n_sites`` spins, shape (2^N, N).
+
+    Row b is basis index b: row 0 is all +1 and site 0 is the most significant bit.
+    """
+    _check_exact_size(n_sites, n_sites * 8)
+    return _enumerate(n_sites, np.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("n_sites", "dtype"))
+def _enumerate(n_sites, dtype):
+    index = jnp.arange(2**n_sites, dtype=jnp.int64)
+    shifts = jnp.arange(n_sites - 1, -1, -1, dtype=jnp.int64)
+    bits = (index[:, None] >> shifts[None, :]) & 1
+    return (1 - 2 * bits).astype(dtype)
+
+
+def exact_weights(log_psi: jnp.ndarray) -> jnp.ndarray:
+    """Return p = |psi|^2 / sum |psi|^2 from log psi (B,), computed as softmax(2 Re log psi)."""
+    return jax.nn.softmax(2.0 * jnp.real(log_psi))
+
+
+def log_derivatives(model: nn.Module, params, s: jnp.ndarray):
+    """Return O(s) = d log psi(s) / d theta as a pytree like ``params``, leaves (B, *shape).
+
+    Per-sample gradients through ``jax.vmap(jax.grad(...))``. A real parameter
+    gets d Re log psi + i d Im log psi. For a complex parameter ``jax.grad`` of
+    Re log psi already returns d log psi / dz (JAX's convention for a real
+    function of z, log psi being holomorphic in z); torch's twin returns the
+    conjugate there and conjugates it back.
+    """
+    complex_dtype = _complex_dtype(jax.tree_util.tree_leaves(params)[0].dtype)
+
+    def per_sample(take):
+        def part(params, x):
+            return take(model.apply({"params": params}, x[None])[0])
+
+        return jax.vmap(jax.grad(part), in_axes=(None, 0))(params, s)
+
+    real = per_sample(jnp.real)
+    output = jax.eval_shape(lambda: model.apply({"params": params}, s[:1]))
+    leaves_complex = [jnp.iscomplexobj(p) for p in jax.tree_util.tree_leaves(params)]
+    imag = None
+    if jnp.issubdtype(output.dtype, jnp.complexfloating) and not all(leaves_complex):
+        imag = per_sample(jnp.imag)
+
+    def combine(p, real_part, imag_part):
+        if jnp.iscomplexobj(p):
+            return real_part
+        if imag_part is not None:
+            return jax.lax.complex(real_part, imag_part)
+        return real_part.astype(complex_dtype)
+
+    if imag is None:
+        return jax.tree_util.tree_map(lambda p, r: combine(p, r, None), params, real)
+    return jax.tree_util.tree_map(combine, params, real, imag)
+
+
+def real_parameter_jacobian(derivatives, params) -> jnp.ndarray:
+    """Return O as a complex matrix (B, P) over the real parameters.
+
+    Leaves are taken in ``jax.tree_util`` order (sorted keys, unlike torch's
+    registration order). A real leaf contributes its O; a complex leaf
+    z = x + i y contributes, per entry, the columns d log psi / dx = O and
+    d log psi / dy = i O, interleaved (x, y).
+    """
+    columns = []
+    for value, o in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(derivatives)):
+        o = o.reshape(o.shape[0], -1)
+        if jnp.iscomplexobj(value):
+            o = jnp.stack([o, 1j * o], axis=-1).reshape(o.shape[0], -1)
+        columns.append(o)
+    return jnp.concatenate(columns, axis=1)
+
+
+def energy_and_gradient(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray):
+    """Return <E_loc>, its variance <|E_loc - E|^2> and F = 2 Re <conj(O) (E_loc - E)> (P,)."""
+    energy = jnp.sum(weights * e_loc)
+    centred = e_loc - energy
+    variance = jnp.sum(weights * jnp.abs(centred) ** 2)
+    gradient = 2.0 * jnp.real(o_matrix.conj().T @ (weights * centred).astype(o_matrix.dtype))
+    return jnp.real(energy), variance, gradient
+
+
+def sr_matrix(o_matrix: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+    """Return S = Re <conj(O - <O>)^T (O - <O>)>, real symmetric (P, P)."""
+    weights = weights.astype(o_matrix.dtype)
+    centred = o_matrix - weights @ o_matrix
+    return jnp.real(centred.conj().T @ (weights[:, None] * centred))
+
+
+def sr_solve(s_matrix: jnp.ndarray, gradient: jnp.ndarray, diag_shift: float,
+             max_condition: float | None = None) -> jnp.ndarray:
+    """Solve (S + diag_shift I) delta = F for the SR direction delta (P,).
+
+    S has rank at most B - 1 for B samples, so it is singular whenever there
+    are fewer samples than parameters. A non-positive ``diag_shift`` raises
+    ``ValueError``. If S + shift is still too ill-conditioned for the dtype
+    (condition number above ``max_condition``, default 1 / (1000 eps)), a
+    ``SingularMatrixWarning`` is issued and the least-squares solution
+    (``jnp.linalg.lstsq``) is returned. The check reads the condition number
+    on the host, so call this outside ``jax.jit``.
+    """
+    if not diag_shift > 0:
+        raise ValueError(
+            f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
+            f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
+        )
+    if max_condition is None:
+        max_condition = 1.0 / (1000.0 * jnp.finfo(s_matrix.dtype).eps)
+    solution, smallest, largest = _shifted_solve(s_matrix, gradient, diag_shift)
+    smallest, largest = float(smallest), float(largest)
+    condition = largest / smallest if smallest > 0 else math.inf
+    if not condition <= max_condition:
+        warnings.warn(
+            f"S + {diag_shift:g} I has condition number {condition:.3g} > {max_condition:.3g}; "
+            f"returning the least-squares solution. Increase diag_shift.",
+            SingularMatrixWarning, stacklevel=2,
+        )
+        shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
+        return jnp.linalg.lstsq(shifted, gradient)[0]
+    return solution
+
+
+@jax.jit
+def _shifted_solve(s_matrix, gradient, diag_shift):
+    """Return the solution of (S + shift I) x = F and the extreme eigenvalues of S + shift I."""
+    shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
+    # S + shift is symmetric, so its condition number is the ratio of extreme
+    # eigenvalues (cheaper than the SVD behind linalg.cond).
+    eigenvalues = jnp.linalg.eigvalsh(shifted)
+    return jnp.linalg.solve(shifted, gradient), eigenvalues[0], eigenvalues[-1]
+
+
+def unflatten_direction(direction: jnp.ndarray, params):
+    """Split a real vector (P,) into a pytree shaped like ``params``.
+
+    A complex leaf takes two consecutive entries (x, y) per element and gets
+    x + i y.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    pieces, offset = [], 0
+    for value in leaves:
+        count = value.size * (2 if jnp.iscomplexobj(value) else 1)
+        chunk = direction[offset:offset + count]
+        offset += count
+        if jnp.iscomplexobj(value):
+            chunk = jax.lax.complex(chunk[0::2], chunk[1::2])
+        pieces.append(chunk.reshape(value.shape).astype(value.dtype))
+    if offset != len(direction):
+        raise ValueError(f"direction has {len(direction)} entries but the parameters need {offset}.")
+    return jax.tree_util.tree_unflatten(treedef, pieces)
+
+
+@dataclass
+class Estimate:
+    """One VMC estimate.
+
+    Attributes:
+        energy: <E_loc>, real part.
+        variance: <|E_loc - energy|^2>.
+        e_loc: E_loc per configuration (B,).
+        gradient: F as a pytree like the params, dE/dx + i dE/dy for complex leaves.
+        direction: the update direction as a pytree: ``gradient``, or the SR
+            direction when a diagonal shift was given.
+    """
+
+    energy: float
+    variance: float
+    e_loc: jnp.ndarray
+    gradient: Any
+    direction: Any
+
+
+@functools.partial(jax.jit, static_argnames=("model", "hamiltonian", "with_sr"))
+def _statistics(model, hamiltonian, params, s, weights, with_sr):
+    """Return E_loc, energy, variance, F and (with ``with_sr``) S, in one compiled call."""
+    e_loc = local_energy(functools.partial(model.apply, {"params": params}), hamiltonian, s)
+    o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
+    energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
+    s_matrix = sr_matrix(o_matrix, weights) if with_sr else None
+    return e_loc, energy, variance, gradient, s_matrix
+
+
+_unflatten = jax.jit(unflatten_direction)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _exact_weights(model, params, s):
+    return exact_weights(model.apply({"params": params}, s))
+
+
+def estimate(model: nn.Module, params, hamiltonian, s: jnp.ndarray,
+             weights: jnp.ndarray | None = None, diag_shift: float | None = None) -> Estimate:
+    """Return the energy and update direction from configurations ``s`` (B, N).
+
+    ``weights`` (B,) default to 1 / B (Monte Carlo samples). With
+    ``diag_shift`` the direction is the SR direction (S + diag_shift I)^-1 F,
+    otherwise F itself. The statistics are compiled once per model,
+    Hamiltonian and batch shape.
+    """
+    s = jnp.asarray(s, dtype=_real_dtype(jax.tree_util.tree_leaves(params)[0].dtype))
+    if weights is None:
+        weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
+
+    e_loc, energy, variance, gradient, s_matrix = _statistics(
+        model, hamiltonian, params, s, weights, diag_shift is not None)
+
+    direction = gradient
+    if diag_shift is not None:
+        direction = sr_solve(s_matrix, gradient, diag_shift)
+    return Estimate(float(energy), float(variance), e_loc,
+                    _unflatten(gradient, params), _unflatten(direction, params))
+
+
+def exact_estimate(model: nn.Module, params, hamiltonian, diag_shift: float | None = None) -> Estimate:
+    """Return the estimate from the exact sum over all 2^N configurations."""
+    n_sites = hamiltonian.n_sites
+    n_params = sum(p.size for p in jax.tree_util.tree_leaves(params))
+    _check_exact_size(n_sites, _exact_bytes_per_configuration(n_sites, hamiltonian.n_terms, n_params))
+    dtype = _real_dtype(jax.tree_util.tree_leaves(params)[0].dtype)
+    s = all_configurations(n_sites, dtype)
+    weights = _exact_weights(model, params, s)
+    return estimate(model, params, hamiltonian, s, weights, diag_shift)
+
+
+def step(model: nn.Module, optimizer: optax.GradientTransformation, params, opt_state, hamiltonian,
+         s: jnp.ndarray | None = None, weights: jnp.ndarray | None = None,
+         diag_shift: float | None = None):
+    """Run one optimizer step along the VMC direction.
+
+    ``s=None`` uses the exact sum over all configurations. The direction
+    (dE/dx + i dE/dy for complex leaves) goes to ``optimizer.update`` as the
+    gradient, so no conjugation is needed here.
+
+    Returns:
+        (params, opt_state, estimate), the estimate taken before the step.
+    """
+    if s is None:
+        result = exact_estimate(model, params, hamiltonian, diag_shift)
+    else:
+        result = estimate(model, params, hamiltonian, s, weights, diag_shift)
+    params, opt_state = _apply_optimizer(optimizer, result.direction, opt_state, params)
+    return params, opt_state, result
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def _apply_optimizer(optimizer, direction, opt_state, params):
+    updates, opt_state = optimizer.update(direction, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+@dataclass
+class Trajectory:
+    """Energy before each step and every parameter after it, as numpy.
+
+    ``energies`` has shape (steps,); ``params`` is the params pytree with a
+    leading (steps,) axis on every leaf.
+    """
+
+    energies: np.ndarray
+    params: Any
+
+
+def train_exact(model: nn.Module, optimizer: optax.GradientTransformation, params, hamiltonian,
+                steps: int, diag_shift: float | None = None) -> Trajectory:
+    """Run ``steps`` exact-estimator steps of ``optimizer`` and record the trajectory."""
+    opt_state = optimizer.init(params)
+    energies, history = [], []
+    for _ in range(steps):
+        params, opt_state, result = step(model, optimizer, params, opt_state, hamiltonian,
+                                         diag_shift=diag_shift)
+        energies.append(result.energy)
+        history.append(jax.tree_util.tree_map(np.asarray, params))
+    stacked = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *history)
+    return Trajectory(np.asarray(energies), stacked)
+
+
+def _check_exact_size(n_sites: int, bytes_per_configuration: float) -> None:
+    if n_sites <= MAX_EXACT_SITES:
+        return
+    size = 2.0**n_sites * bytes_per_configuration
+    raise ValueError(
+        f"the exact sum over all 2^{n_sites} configurations of {n_sites} sites needs about "
+        f"{size / 2**30:.1f} GiB, and the limit is {MAX_EXACT_SITES} sites; use Monte Carlo sampling."
+    )
+
+
+def _exact_bytes_per_configuration(n_sites: int, n_terms: int, n_params: int) -> float:
+    # float64 connected configurations (M + 1 per configuration) and complex128 O.
+    return n_sites * (n_terms + 1) * 8 + n_params * 16

@@ -1,0 +1,295 @@
+"""Variational Monte Carlo with autograd and torch.optim: estimators, gradient, SR.
+
+An estimate averages over configurations s (B, N) with weights p (B,) that sum
+to 1: |psi|^2 / sum |psi|^2 for the exact sum over all 2^N configurations,
+1 / B for Monte Carlo samples.
+
+    O_k(s)  = d log psi(s) / d theta_k
+    E       = <E_loc>,  F = 2 Re <conj(O) (E_loc - E)>
+    S       = Re <conj(O - <O>)^T (O - <O>)>,  SR direction = (S + eps I)^-1 F
+
+Complex parameters: a complex z = x + i y counts as the two real parameters
+(x, y). The update direction is returned as dE/dx + i dE/dy, the convention of
+torch's ``.grad``, so it can be assigned to ``.grad`` and stepped by any
+``torch.optim`` optimizer (which treats real and imaginary parts as separate
+parameters, ``torch.view_as_real``).
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from torch_impl.local_energy import local_energy
+
+# The exact estimator keeps the connected configurations (2^N x M x N) and the
+# log-derivatives (2^N x P) in memory: about 0.5 GB for an N = 16 RBM with
+# alpha = 1, 16 times that per extra 4 sites.
+MAX_EXACT_SITES = 16
+
+
+class SingularMatrixWarning(RuntimeWarning):
+    """The SR matrix S + shift is singular or too ill-conditioned to solve."""
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.empty((), dtype=dtype).real.dtype
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if _real_dtype(dtype) == torch.float64 else torch.complex64
+
+
+def all_configurations(n_sites: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Return every configuration of ``n_sites`` spins, shape (2^N, N).
+
+    Row b is basis index b: row 0 is all +1 and site 0 is the most significant bit.
+    """
+    _check_exact_size(n_sites, n_sites * 8)
+    index = torch.arange(2**n_sites, dtype=torch.int64)
+    shifts = torch.arange(n_sites - 1, -1, -1, dtype=torch.int64)
+    bits = (index[:, None] >> shifts[None, :]) & 1
+    return (1 - 2 * bits).to(dtype)
+
+
+def exact_weights(log_psi: torch.Tensor) -> torch.Tensor:
+    """Return p = |psi|^2 / sum |psi|^2 from log psi (B,), computed as softmax(2 Re log psi)."""
+    return torch.softmax(2.0 * log_psi.real, dim=0)
+
+
+def log_derivatives(model: nn.Module, s: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Return O(s) = d log psi(s) / d theta per parameter, each (B, *shape), complex.
+
+    Per-sample gradients through ``torch.func.vmap(grad(...))``. A real
+    parameter gets d Re log psi + i d Im log psi. For a complex parameter
+    ``grad`` of Re log psi returns conj(d log psi / dz) (torch's convention
+    for a real function of z, log psi being holomorphic in z), so it is
+    conjugated back.
+    """
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    complex_dtype = _complex_dtype(next(iter(params.values())).dtype)
+
+    def part(params, x, take):
+        return take(functional_call(model, params, (x[None],))[0])
+
+    per_sample = vmap(grad(part), in_dims=(None, 0, None))
+    real = per_sample(params, s, torch.real)
+    imag = None
+    with torch.no_grad():
+        output_is_complex = model(s[:1]).is_complex()
+    if output_is_complex and any(not p.is_complex() for p in params.values()):
+        imag = per_sample(params, s, torch.imag)
+
+    derivatives = {}
+    for name, p in params.items():
+        if p.is_complex():
+            derivatives[name] = real[name].conj().resolve_conj()
+        elif imag is not None:
+            derivatives[name] = torch.complex(real[name], imag[name])
+        else:
+            derivatives[name] = real[name].to(complex_dtype)
+    return derivatives
+
+
+def real_parameter_jacobian(derivatives: dict, params: dict) -> torch.Tensor:
+    """Return O as a complex matrix (B, P) over the real parameters.
+
+    Leaves are taken in the order of ``params``. A real leaf contributes its
+    O; a complex leaf z = x + i y contributes, per entry, the columns
+    d log psi / dx = O and d log psi / dy = i O, interleaved (x, y) as
+    ``torch.view_as_real`` lays them out.
+    """
+    columns = []
+    for name, value in params.items():
+        o = derivatives[name].reshape(derivatives[name].shape[0], -1)
+        if value.is_complex():
+            o = torch.stack([o, 1j * o], dim=-1).reshape(o.shape[0], -1)
+        columns.append(o)
+    return torch.cat(columns, dim=1)
+
+
+def energy_and_gradient(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: torch.Tensor):
+    """Return <E_loc>, its variance <|E_loc - E|^2> and F = 2 Re <conj(O) (E_loc - E)> (P,)."""
+    energy = torch.sum(weights * e_loc)
+    centred = e_loc - energy
+    variance = torch.sum(weights * centred.abs() ** 2)
+    gradient = 2.0 * (o_matrix.conj().T @ (weights * centred).to(o_matrix.dtype)).real
+    return energy.real, variance, gradient
+
+
+def sr_matrix(o_matrix: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Return S = Re <conj(O - <O>)^T (O - <O>)>, real symmetric (P, P)."""
+    weights = weights.to(o_matrix.dtype)
+    centred = o_matrix - weights @ o_matrix
+    return (centred.conj().T @ (weights[:, None] * centred)).real
+
+
+def sr_solve(s_matrix: torch.Tensor, gradient: torch.Tensor, diag_shift: float,
+             max_condition: float | None = None) -> torch.Tensor:
+    """Solve (S + diag_shift I) delta = F for the SR direction delta (P,).
+
+    S has rank at most B - 1 for B samples, so it is singular whenever there
+    are fewer samples than parameters. A non-positive ``diag_shift`` raises
+    ``ValueError``. If S + shift is still too ill-conditioned for the dtype
+    (condition number above ``max_condition``, default 1 / (1000 eps)), a
+    ``SingularMatrixWarning`` is issued and the least-squares solution
+    (``torch.linalg.lstsq``) is returned.
+    """
+    if not diag_shift > 0:
+        raise ValueError(
+            f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
+            f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
+        )
+    if max_condition is None:
+        max_condition = 1.0 / (1000.0 * torch.finfo(s_matrix.dtype).eps)
+    shifted = s_matrix + diag_shift * torch.eye(len(s_matrix), dtype=s_matrix.dtype,
+                                                device=s_matrix.device)
+    # S + shift is symmetric, so its condition number is the ratio of extreme
+    # eigenvalues (cheaper than the SVD behind linalg.cond).
+    eigenvalues = torch.linalg.eigvalsh(shifted)
+    smallest, largest = eigenvalues[0].item(), eigenvalues[-1].item()
+    condition = largest / smallest if smallest > 0 else math.inf
+    if not condition <= max_condition:
+        warnings.warn(
+            f"S + {diag_shift:g} I has condition number {condition:.3g} > {max_condition:.3g}; "
+            f"returning the least-squares solution. Increase diag_shift.",
+            SingularMatrixWarning, stacklevel=2,
+        )
+        return torch.linalg.lstsq(shifted, gradient[:, None]).solution[:, 0]
+    return torch.linalg.solve(shifted, gradient)
+
+
+def unflatten_direction(direction: torch.Tensor, params: dict) -> dict[str, torch.Tensor]:
+    """Split a real vector (P,) into tensors shaped like ``params``.
+
+    A complex leaf takes two consecutive entries (x, y) per element and gets
+    x + i y, the layout of ``torch.view_as_real``.
+    """
+    leaves, offset = {}, 0
+    for name, value in params.items():
+        count = value.numel() * (2 if value.is_complex() else 1)
+        chunk = direction[offset:offset + count]
+        offset += count
+        if value.is_complex():
+            chunk = torch.view_as_complex(chunk.reshape(-1, 2).contiguous())
+        leaves[name] = chunk.reshape(value.shape).to(value.dtype)
+    if offset != len(direction):
+        raise ValueError(f"direction has {len(direction)} entries but the parameters need {offset}.")
+    return leaves
+
+
+@dataclass
+class Estimate:
+    """One VMC estimate.
+
+    Attributes:
+        energy: <E_loc>, real part.
+        variance: <|E_loc - energy|^2>.
+        e_loc: E_loc per configuration (B,).
+        gradient: F per parameter, dE/dx + i dE/dy for complex ones.
+        direction: the update direction per parameter: ``gradient``, or the SR
+            direction when a diagonal shift was given.
+    """
+
+    energy: float
+    variance: float
+    e_loc: torch.Tensor
+    gradient: dict[str, torch.Tensor]
+    direction: dict[str, torch.Tensor]
+
+
+def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tensor | None = None,
+             diag_shift: float | None = None) -> Estimate:
+    """Return the energy and update direction from configurations ``s`` (B, N).
+
+    ``weights`` (B,) default to 1 / B (Monte Carlo samples). With
+    ``diag_shift`` the direction is the SR direction (S + diag_shift I)^-1 F,
+    otherwise F itself.
+    """
+    params = dict(model.named_parameters())
+    s = s.to(_real_dtype(next(iter(params.values())).dtype))
+    if weights is None:
+        weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
+
+    e_loc = local_energy(model, hamiltonian, s)
+    o_matrix = real_parameter_jacobian(log_derivatives(model, s), params)
+    energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
+
+    direction = gradient
+    if diag_shift is not None:
+        direction = sr_solve(sr_matrix(o_matrix, weights), gradient, diag_shift)
+    return Estimate(energy.item(), variance.item(), e_loc,
+                    unflatten_direction(gradient, params), unflatten_direction(direction, params))
+
+
+def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = None) -> Estimate:
+    """Return the estimate from the exact sum over all 2^N configurations."""
+    n_sites = hamiltonian.n_sites
+    n_params = sum(p.numel() for p in model.parameters())
+    _check_exact_size(n_sites, _exact_bytes_per_configuration(n_sites, hamiltonian.n_terms, n_params))
+    dtype = _real_dtype(next(model.parameters()).dtype)
+    s = all_configurations(n_sites, dtype)
+    with torch.no_grad():
+        weights = exact_weights(model(s))
+    return estimate(model, hamiltonian, s, weights, diag_shift)
+
+
+def step(model: nn.Module, optimizer: torch.optim.Optimizer, hamiltonian,
+         s: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+         diag_shift: float | None = None) -> Estimate:
+    """Run one optimizer step along the VMC direction and return the estimate before it.
+
+    ``s=None`` uses the exact sum over all configurations. The direction is
+    written to ``.grad`` (dE/dx + i dE/dy for complex parameters, which is
+    what torch.optim expects) and ``optimizer.step()`` applies it.
+    """
+    if s is None:
+        result = exact_estimate(model, hamiltonian, diag_shift)
+    else:
+        result = estimate(model, hamiltonian, s, weights, diag_shift)
+    for name, p in model.named_parameters():
+        p.grad = result.direction[name]
+    optimizer.step()
+    return result
+
+
+@dataclass
+class Trajectory:
+    """Energy before each step and every parameter after it, as numpy.
+
+    ``energies`` has shape (steps,); ``params[name]`` has shape (steps, *shape).
+    """
+
+    energies: np.ndarray
+    params: dict[str, np.ndarray]
+
+
+def train_exact(model: nn.Module, optimizer: torch.optim.Optimizer, hamiltonian, steps: int,
+                diag_shift: float | None = None) -> Trajectory:
+    """Run ``steps`` exact-estimator steps of ``optimizer`` and record the trajectory."""
+    energies = []
+    history = {name: [] for name, _ in model.named_parameters()}
+    for _ in range(steps):
+        energies.append(step(model, optimizer, hamiltonian, diag_shift=diag_shift).energy)
+        for name, p in model.named_parameters():
+            history[name].append(p.detach().cpu().numpy().copy())
+    return Trajectory(np.asarray(energies), {k: np.stack(v) for k, v in history.items()})
+
+
+def _check_exact_size(n_sites: int, bytes_per_configuration: float) -> None:
+    if n_sites <= MAX_EXACT_SITES:
+        return
+    size = 2.0**n_sites * bytes_per_configuration
+    raise ValueError(
+        f"the exact sum over all 2^{n_sites} configurations of {n_sites} sites needs about "
+        f"{size / 2**30:.1f} GiB, and the limit is {MAX_EXACT_SITES} sites; use Monte Carlo sampling."
+    )
+
+
+def _exact_bytes_per_configuration(n_sites: int, n_terms: int, n_params: int) -> float:
+    # float64 connected configurations (M + 1 per configuration) and complex128 O.
+    return n_sites * (n_terms + 1) * 8 + n_params * 16
