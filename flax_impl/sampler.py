@@ -41,13 +41,15 @@ class MetropolisSamples:
     ``samples``: (n_chains, n_samples, n_sites) spins +-1 in the model's dtype.
     ``log_psi``: (n_chains, n_samples), log psi of each recorded sample.
     ``acceptance``: accepted / proposed over the recorded sweeps (burn-in
-    excluded), a 0-d array because the samplers are jitted.
+    excluded), a Python float. It is divided outside ``jit``, because XLA
+    turns a division by a constant into a multiplication by its reciprocal,
+    which can differ from torch's quotient in the last bit.
     ``last``, ``last_log_psi``: the chains' final state, to continue sampling.
     """
 
     samples: jax.Array
     log_psi: jax.Array
-    acceptance: jax.Array
+    acceptance: float
     last: jax.Array
     last_log_psi: jax.Array
 
@@ -105,11 +107,17 @@ def _run_sweeps(sweep, carry, sites, uniforms, n_discard: int):
     return lax.scan(sweep, carry, (sites[n_discard:], uniforms[n_discard:]))
 
 
-def _pack(carry_s, carry_log_psi, history, n_proposals: int) -> MetropolisSamples:
+def _pack(carry_s, carry_log_psi, history) -> MetropolisSamples:
+    """Return the samples with the accepted count in ``acceptance``, divided by ``_finish``."""
     states, log_psis, n_accepted = history
     return MetropolisSamples(
         samples=jnp.swapaxes(states, 0, 1), log_psi=jnp.swapaxes(log_psis, 0, 1),
-        acceptance=n_accepted.sum() / n_proposals, last=carry_s, last_log_psi=carry_log_psi)
+        acceptance=n_accepted.sum(), last=carry_s, last_log_psi=carry_log_psi)
+
+
+def _finish(result: MetropolisSamples) -> MetropolisSamples:
+    n_chains, n_samples, n_sites = result.samples.shape
+    return result.replace(acceptance=int(result.acceptance) / (n_samples * n_sites * n_chains))
 
 
 def sample(log_psi_fn: Callable[[dict, jax.Array], jax.Array], variables: dict, s: jax.Array,
@@ -123,13 +131,13 @@ def sample(log_psi_fn: Callable[[dict, jax.Array], jax.Array], variables: dict, 
     Each proposal is one batched call on all chains.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
-    return _sample(log_psi_fn, variables, s, jnp.asarray(sites),
-                   jnp.asarray(uniforms, dtype=jnp.float64), n_discard)
+    return _finish(_sample(log_psi_fn, variables, s, jnp.asarray(sites),
+                           jnp.asarray(uniforms, dtype=jnp.float64), n_discard))
 
 
 @partial(jax.jit, static_argnums=(0, 5))
 def _sample(log_psi_fn, variables, s, sites, uniforms, n_discard):
-    n_chains, n_sites = s.shape
+    n_chains = s.shape[0]
     chains = jnp.arange(n_chains)
 
     def propose(carry, xs):
@@ -149,8 +157,7 @@ def _sample(log_psi_fn, variables, s, sites, uniforms, n_discard):
 
     carry = (s, log_psi_fn(variables, s))
     (s, log_psi), history = _run_sweeps(sweep, carry, sites, uniforms, n_discard)
-    n_proposals = (sites.shape[0] - n_discard) * n_sites * n_chains
-    return _pack(s, log_psi, history, n_proposals)
+    return _pack(s, log_psi, history)
 
 
 def rbm_arrays(variables: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -179,13 +186,13 @@ def sample_rbm(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: jax.Arra
     Same inputs, same chains as ``sample(model.apply, ...)`` up to rounding.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
-    return _sample_rbm(kernel, hidden_bias, visible_bias, s, jnp.asarray(sites),
-                       jnp.asarray(uniforms, dtype=jnp.float64), n_discard)
+    return _finish(_sample_rbm(kernel, hidden_bias, visible_bias, s, jnp.asarray(sites),
+                               jnp.asarray(uniforms, dtype=jnp.float64), n_discard))
 
 
 @partial(jax.jit, static_argnums=(6,))
 def _sample_rbm(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
-    n_chains, n_sites = s.shape
+    n_chains = s.shape[0]
     chains = jnp.arange(n_chains)
 
     def propose(carry, xs):
@@ -216,5 +223,4 @@ def _sample_rbm(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard
 
     carry = (s, jnp.zeros(n_chains, dtype=jnp.result_type(kernel, visible_bias)))
     (s, log_psi), history = _run_sweeps(sweep, carry, sites, uniforms, n_discard)
-    n_proposals = (sites.shape[0] - n_discard) * n_sites * n_chains
-    return _pack(s, log_psi, history, n_proposals)
+    return _pack(s, log_psi, history)

@@ -10,6 +10,7 @@ COMMANDS = [
     "twins.commands.params",
     "twins.commands.parity",
     "twins.commands.show",
+    "twins.commands.vmc",
 ]
 
 
