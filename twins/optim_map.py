@@ -142,16 +142,17 @@ def group_transformation(config: OptimizerConfig, group: int,
                          hp: dict) -> optax.GradientTransformation:
     """Return the update of one param group, with its lr (and momentum) schedule injected.
 
-    ``optax.inject_hyperparams`` evaluates the schedules at the step count and
-    keeps the current values in ``state.hyperparams`` (torch's ``group["lr"]``),
-    cast to the dtype of the group's parameters.
+    ``optax.inject_hyperparams`` evaluates the schedules at the step count,
+    casts them to the dtype of the group's parameters and keeps the values the
+    last update used in ``state.hyperparams`` (before the first update: the
+    values it will use).
     """
     lr = schedules.lr_schedule(config.scheduler, hp["lr"], group)
     momentum = schedules.momentum_schedule(config.scheduler, group)
     if config.name == "Adagrad" and hp["lr_decay"]:
         # torch: clr = group lr / (1 + (step - 1) lr_decay), step counted from 1.
         lr_decay, scheduled = hp["lr_decay"], lr
-        lr = lambda count: scheduled(count) / (1.0 + schedules._float_count(count) * lr_decay)
+        lr = lambda count: scheduled(count) / (1.0 + schedules.float_count(count) * lr_decay)
     build = _BUILDERS[config.name]
     if config.name == "Adagrad":
         return optax.inject_hyperparams(lambda learning_rate: build(hp, learning_rate, None, False))(

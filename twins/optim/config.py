@@ -326,7 +326,9 @@ def config_from_torch(optimizer, named_parameters, scheduler=None, *, max_grad_n
         if base_lrs is not None:
             options["lr"] = base_lrs[i]
         if scheduler_spec is not None and scheduler_spec[0] == "OneCycleLR":
-            # OneCycleLR has overwritten momentum / beta1 with its own schedule.
+            # OneCycleLR has overwritten lr and momentum (or beta1) with its
+            # own schedule, which ignores them.
+            options.pop("lr", None)
             options.pop("momentum", None)
             if "betas" in options:
                 options["betas"] = (defaults["betas"][0], options["betas"][1])
@@ -368,7 +370,7 @@ def _scheduler_from_torch(scheduler, optimizer):
             options["max_momentum"] = [g["max_momentum"] for g in groups]
         # NOTE: div_factor and pct_start are recovered by division, so they may
         # differ from the constructor's arguments in the last bit.
-        return (name, options), [g["max_lr"] / options["div_factor"] for g in groups]
+        return (name, options), None
     option_names = [k for k in SCHEDULER_DEFAULTS[name]]
     options = {k: getattr(scheduler, k) for k in option_names}
     return (name, options), [float(lr) for lr in scheduler.base_lrs]

@@ -9,10 +9,13 @@ torch computes most schedules recursively (``lr <- lr * gamma``); the closed
 forms here agree with them to a few ulps per step (measured in the trajectory
 parity tests).
 
-Every schedule casts the int32 optax counter to the default float dtype first
-(float64 under ``jax_enable_x64``): ``optax.linear_schedule`` evaluated on the
-int32 counter returns float32 even under x64, which would round the learning
-rate to 7 digits.
+Every schedule turns the int32 optax counter into a weakly typed float of the
+default dtype first (float64 under ``jax_enable_x64``): ``optax.linear_schedule``
+evaluated on the int32 counter returns float32 even under x64, which would
+round the learning rate to 7 digits. The value stays weakly typed, so
+``optax.inject_hyperparams`` casts it to the parameters' dtype; a strongly typed
+float64 value would pass through uncast and promote float32 updates and
+optimizer states to float64.
 """
 
 import math
@@ -24,18 +27,25 @@ import optax
 from twins.optim.config import SchedulerConfig
 
 
-def _float_count(count) -> jax.Array:
-    """Return the step counter as the default float dtype (float64 under x64)."""
-    return jnp.asarray(count, dtype=jax.dtypes.canonicalize_dtype(jnp.float64))
+def float_count(count) -> jax.Array:
+    """Return the step counter as a weakly typed float (float64 under x64)."""
+    # int32 times a Python float is a weakly typed default float.
+    return jnp.asarray(count) * 1.0
 
 
-def _on_float_count(schedule: optax.Schedule) -> optax.Schedule:
-    return lambda count: schedule(_float_count(count))
+def _onfloat_count(schedule: optax.Schedule) -> optax.Schedule:
+    # optax returns a Python float for a degenerate schedule (LinearLR with
+    # total_iters 0); adding it to 0 * t gives a weakly typed array instead.
+    def evaluate(count):
+        t = float_count(count)
+        return 0.0 * t + schedule(t)
+
+    return evaluate
 
 
 def constant(value: float) -> optax.Schedule:
-    """Return a schedule that is ``value`` at every step, in the default float dtype."""
-    return lambda count: jnp.full((), value, dtype=_float_count(count).dtype)
+    """Return a schedule that is ``value`` at every step, weakly typed."""
+    return lambda count: 0.0 * float_count(count) + value
 
 
 def cosine_annealing(base_lr: float, t_max: int, eta_min: float) -> optax.Schedule:
@@ -46,7 +56,7 @@ def cosine_annealing(base_lr: float, t_max: int, eta_min: float) -> optax.Schedu
     periodic with period 2 T_max). This formula does the same.
     """
     def schedule(count):
-        t = _float_count(count)
+        t = float_count(count)
         return eta_min + (base_lr - eta_min) * (1.0 + jnp.cos(math.pi * t / t_max)) / 2.0
 
     return schedule
@@ -97,8 +107,8 @@ def one_cycle(options, group: int, quantity: str = "lr") -> optax.Schedule:
         return (end - start) * pct + start
 
     def schedule(count):
-        t = _float_count(count)
-        value = jnp.full((), jnp.nan, dtype=t.dtype)
+        t = float_count(count)
+        value = None
         start_step = 0.0
         # Walk the phases from the last to the first, so the first phase whose
         # end is >= t wins, as in torch's loop; the last phase takes the rest.
@@ -111,8 +121,7 @@ def one_cycle(options, group: int, quantity: str = "lr") -> optax.Schedule:
             begin, end = bounds[i]
             start_key, end_key = (lr_start, lr_end) if quantity == "lr" else (m_start, m_end)
             phase_value = anneal(levels[start_key], levels[end_key], (t - begin) / (end - begin))
-            take = jnp.bool_(True) if i == len(phases) - 1 else t <= end_step
-            value = jnp.where(take, phase_value, value)
+            value = phase_value if value is None else jnp.where(t <= end_step, phase_value, value)
         return jnp.where(t > total, jnp.nan, value)
 
     return schedule
@@ -124,16 +133,16 @@ def lr_schedule(scheduler: SchedulerConfig | None, base_lr: float, group: int) -
         return constant(base_lr)
     options = scheduler.options
     if scheduler.name == "StepLR":
-        return _on_float_count(optax.exponential_decay(
+        return _onfloat_count(optax.exponential_decay(
             base_lr, transition_steps=options["step_size"], decay_rate=options["gamma"],
             staircase=True))
     if scheduler.name == "ExponentialLR":
-        return _on_float_count(optax.exponential_decay(
+        return _onfloat_count(optax.exponential_decay(
             base_lr, transition_steps=1, decay_rate=options["gamma"]))
     if scheduler.name == "CosineAnnealingLR":
         return cosine_annealing(base_lr, options["T_max"], options["eta_min"])
     if scheduler.name == "LinearLR":
-        return _on_float_count(optax.linear_schedule(
+        return _onfloat_count(optax.linear_schedule(
             base_lr * options["start_factor"], base_lr * options["end_factor"],
             options["total_iters"]))
     if scheduler.name == "OneCycleLR":
