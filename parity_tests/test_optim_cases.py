@@ -225,8 +225,8 @@ def test_complex_adam_per_component_moments():
     assert naive == pytest.approx(2.820127975 + 3.760170633j, abs=LISTED_ATOL)
 
 
-@pytest.mark.parametrize("name", ["sgd_dampening", "adam_amsgrad", "rmsprop_centered_momentum",
-                                  "adagrad", "sgd_clip", "adam_onecycle_three_phase"])
+@pytest.mark.parametrize("name", ["sgd_dampening", "adam_amsgrad", "rmsprop_centered_mom",
+                                  "adagrad", "sgd_clip", "adam_onecycle_3phase"])
 def test_complex_matches_torch_for_every_rule(name):
     config = CONFIGS[name]
     np.testing.assert_allclose(run_optax(torch_to_optax(config), "complex", 10),

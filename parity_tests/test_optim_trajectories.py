@@ -16,6 +16,7 @@ Gradient ascent (maximize) is unstable, so it amplifies the few-ulp float32
 differences of each step; descent configurations stay below 2.7e-6.
 """
 
+import json
 import math
 
 import numpy as np
@@ -175,3 +176,24 @@ def test_centered_rmsprop_ascent_diverges():
         row = check_trajectory(EXAMPLES["tiny_linear"], "centered_ascent", np.float64,
                                steps=RANDOM_STEPS)
     _assert_row(row)
+
+
+def test_cli_optimizer_shows_trajectory_rows(tmp_path, capsys):
+    from twins.cli import main
+
+    path = tmp_path / "rows.json"
+    status = main(["parity", "--optimizer", "sgd_dampening", "--example", "scale",
+                   "--dtype", "float64", "--json", str(path)])
+    assert status == 0
+    assert "trajectory:sgd_dampening" in capsys.readouterr().out
+    rows = json.loads(path.read_text())
+    assert [row["check"] for row in rows] == ["trajectory:sgd_dampening"]
+    assert rows[0]["passed"]
+
+
+def test_cli_rejects_unknown_optimizer(capsys):
+    from twins.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["parity", "--optimizer", "LBFGS"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from twins.devices import available_device_labels
-from twins.parity import OPTIMIZERS, run_matrix
+from twins.optim.catalog import CONFIGS
+from twins.parity import OPTIMIZERS, check_trajectory, run_matrix
 from twins.registry import EXAMPLES
 
 
@@ -25,6 +26,11 @@ def add_parser(subparsers):
                         help="run only this dtype (repeatable); default: both")
     parser.add_argument("--device", action="append",
                         help="device pair: cpu, cuda, cpu/cuda (repeatable); default: all available")
+    parser.add_argument("--optimizer", action="append", metavar="NAME",
+                        choices=["all", *OPTIMIZERS, *CONFIGS],
+                        help="show only the 100-step trajectory parity of this optimizer "
+                             "configuration (repeatable; 'all' for every one): "
+                             + ", ".join([*OPTIMIZERS, *CONFIGS]))
     return parser
 
 
@@ -60,7 +66,13 @@ def run(args) -> int:
                       f"available: {', '.join(available)}")
         return 2
     dtypes = [np.dtype(d) for d in (args.dtype or ["float64", "float32"])]
-    rows = run_matrix(args.example, dtypes, devices, tuple(OPTIMIZERS))
+    if args.optimizer:
+        names = [*OPTIMIZERS, *CONFIGS] if "all" in args.optimizer else args.optimizer
+        rows = [check_trajectory(EXAMPLES[example], name, dtype, device)
+                for name in names for example in args.example or EXAMPLES
+                for device in devices for dtype in dtypes]
+    else:
+        rows = run_matrix(args.example, dtypes, devices, tuple(OPTIMIZERS))
     console.print(render(rows))
     if args.json:
         write_json(args.json, rows)

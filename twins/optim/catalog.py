@@ -25,7 +25,7 @@ CONFIGS: dict[str, OptimizerConfig] = {
     "adamw_amsgrad_maximize": optimizer_config("AdamW", lr=0.002, weight_decay=0.1, amsgrad=True,
                                                maximize=True),
     "rmsprop": optimizer_config("RMSprop", lr=0.01),
-    "rmsprop_centered_momentum": optimizer_config("RMSprop", lr=0.002, alpha=0.9, eps=1e-6,
+    "rmsprop_centered_mom": optimizer_config("RMSprop", lr=0.002, alpha=0.9, eps=1e-6,
                                                   centered=True, momentum=0.9, weight_decay=1e-2),
     "adagrad": optimizer_config("Adagrad", lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1,
                                 weight_decay=1e-2),
@@ -42,18 +42,18 @@ CONFIGS: dict[str, OptimizerConfig] = {
     "adamw_linearlr": optimizer_config("AdamW", lr=0.02, weight_decay=0.1,
                                        scheduler=("LinearLR", {"start_factor": 0.1,
                                                                "total_iters": 20})),
-    "rmsprop_linearlr_momentum": optimizer_config(
+    "rmsprop_linearlr_mom": optimizer_config(
         "RMSprop", lr=0.004, momentum=0.9,
         scheduler=("LinearLR", {"start_factor": 1.0, "end_factor": 0.2, "total_iters": 50})),
     "sgd_onecycle": optimizer_config("SGD", lr=0.1, momentum=0.9,
                                      scheduler=("OneCycleLR", {"max_lr": 0.1, "total_steps": 100})),
-    "adam_onecycle_three_phase": optimizer_config(
+    "adam_onecycle_3phase": optimizer_config(
         "Adam", lr=0.01,
         scheduler=("OneCycleLR", {"max_lr": 0.02, "total_steps": 100, "three_phase": True,
                                   "anneal_strategy": "linear"})),
     "sgd_groups": optimizer_config("SGD", NO_DECAY_ON_BIAS, lr=0.01, momentum=0.9,
                                    weight_decay=0.1),
-    "adamw_groups_cosine_clip": optimizer_config(
+    "adamw_groups_cos_clip": optimizer_config(
         "AdamW", NO_DECAY_ON_BIAS, lr=0.01, weight_decay=0.1, max_grad_norm=0.5,
         scheduler=("CosineAnnealingLR", {"T_max": 100})),
     "adam_groups_onecycle": optimizer_config(
