@@ -496,6 +496,60 @@ assert jnp.allclose(params, jnp.array([0.8]))
 """,
     ),
     Concept(
+        "complex-gradients", "Complex gradients",
+        "for a real loss L of z = x + iy, `z.grad` is dL/dx + i dL/dy",
+        "`jax.grad` returns the conjugate, dL/dx - i dL/dy",
+        "An optimizer fed the raw JAX gradient moves the imaginary part the wrong way; "
+        "conjugate it first. Adam and RMSprop also differ: torch keeps moments per real "
+        "component, optax one |g|^2 per complex entry.",
+        Locator("vmc", "log_derivatives", ".conj()"),
+        Locator("vmc", "log_derivatives", "if jnp.iscomplexobj(p):"),
+        """\
+import torch
+
+z = torch.tensor(3.0 + 4.0j, requires_grad=True)
+(z.abs() ** 2).backward()
+assert z.grad == torch.tensor(6.0 + 8.0j)  # dL/dx + i dL/dy
+""",
+        """\
+import jax
+import jax.numpy as jnp
+
+grad = jax.grad(lambda z: jnp.abs(z) ** 2)(jnp.asarray(3.0 + 4.0j))
+assert grad == 6.0 - 8.0j  # the conjugate of torch's .grad
+""",
+    ),
+    Concept(
+        "log-cosh", "A stable log cosh",
+        "`y + torch.log1p(torch.exp(-2 y)) - log 2` with y = x or -x so that Re y >= 0",
+        "the same formula with `jnp.log1p` and `jnp.exp`",
+        "`log(cosh(x))` overflows to inf once cosh does (x > ~710 in float64, ~89 in float32). "
+        "For complex x two correct formulas may differ by 2 pi i, so compare log psi modulo "
+        "2 pi i or compare psi ratios.",
+        Locator("ansatz", "log_cosh", "log1p"),
+        Locator("ansatz", "log_cosh", "log1p"),
+        """\
+import math
+
+import torch
+
+x = torch.tensor(800.0, dtype=torch.float64)
+assert torch.isinf(torch.log(torch.cosh(x)))
+stable = x + torch.log1p(torch.exp(-2.0 * x)) - math.log(2.0)
+assert abs(stable.item() - 799.3068528194401) < 1e-12
+""",
+        """\
+import math
+
+import jax.numpy as jnp
+
+x = jnp.asarray(100.0, dtype=jnp.float32)
+assert jnp.isinf(jnp.log(jnp.cosh(x)))
+stable = x + jnp.log1p(jnp.exp(-2.0 * x)) - math.log(2.0)
+assert abs(float(stable) - 99.30685) < 1e-4
+""",
+    ),
+    Concept(
         "summary", "Printing a model",
         "`print(model)`: the module tree with each layer's arguments",
         "`nn.tabulate(model, key)(x)`: a table of paths, shapes and parameter counts",
