@@ -61,6 +61,14 @@ def test_page_code_matches_sources(site, name):
                     assert line.strip() in text, f"{package}/{module}.py line {line!r} not on the page"
 
 
+def test_site_links_resolve(site):
+    for page in site.glob("*.html"):
+        for target, anchor in re.findall(r'href="([\w.-]+\.html)(?:#([\w-]+))?"', page.read_text()):
+            assert (site / target).exists(), f"{page.name} links to missing {target}"
+            if anchor:
+                assert f'id="{anchor}"' in (site / target).read_text(), f"{page.name}: {target}#{anchor}"
+
+
 def test_site_loads_nothing_remote(site):
     for page in site.glob("*.html"):
         source = page.read_text()

@@ -8,6 +8,7 @@ from ``file://``.
 import html
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ def _concept_note(concept: Concept) -> str:
 
 
 def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _alignment_table(alignment: FileAlignment, root: Path, resolved, placed: set[str]) -> str:
@@ -184,8 +185,12 @@ def _alignment_table(alignment: FileAlignment, root: Path, resolved, placed: set
     return "\n".join(out)
 
 
+def _row_anchor(alignment: FileAlignment, row: Row) -> str:
+    return _slug(f"{alignment.torch_path.stem}-{row.label}")
+
+
 def _step_rows(row: Row, alignment: FileAlignment, root: Path) -> str:
-    anchor = _slug(f"{alignment.torch_path.stem}-{row.label}")
+    anchor = _row_anchor(alignment, row)
     differ = ' <span class="differ">(names differ)</span>' if row.names_differ else ""
     return (f'<tr class="step" id="{anchor}"><th colspan="2">{_escape(row.label)}{differ}</th></tr>\n'
             f'<tr>{_code_cell(row, row.torch, alignment.torch_path, root)}'
@@ -246,13 +251,23 @@ def render_view_page(view: View, figures: ParityFigures | None, resolved) -> str
     return _page(f"{view.name}: PyTorch and JAX/Flax side by side", "\n".join(body))
 
 
-def _location_link(location: Location, pages: dict[Path, str]) -> str:
+# (page file name, alignment shown on it), in page order.
+PageAlignments = list[tuple[str, FileAlignment]]
+
+
+def _location_link(location: Location, pages: PageAlignments) -> str:
+    """Return a link to the first step, on any page, whose lines contain ``location``."""
     text = _escape(location.relative())
-    page = pages.get(location.path)
-    return f'<a href="{page}">{text}</a>' if page else text
+    for page, alignment in pages:
+        for row in alignment.rows:
+            for step in (row.torch, row.flax):
+                if step is not None and step.fragment.path == location.path \
+                        and step.fragment.contains(location.line):
+                    return f'<a href="{page}#{_row_anchor(alignment, row)}">{text}</a>'
+    return text
 
 
-def render_concepts_page(resolved, pages: dict[Path, str]) -> str:
+def render_concepts_page(resolved, pages: PageAlignments) -> str:
     """Return the concept map page: forms, the trap, locations and both snippets."""
     formatter = HtmlFormatter(style=PYGMENTS_STYLE, cssclass="highlight")
     body = ["<h1>Concept map: PyTorch and JAX/Flax</h1>",
@@ -273,7 +288,7 @@ def render_concepts_page(resolved, pages: dict[Path, str]) -> str:
     return _page("Concept map: PyTorch and JAX/Flax", "\n".join(body))
 
 
-def render_index(all_views: list[View], resolved, pages: dict[Path, str]) -> str:
+def render_index(all_views: list[View], resolved, pages: PageAlignments) -> str:
     """Return the index: every view, then every concept with its two forms."""
     body = ["<h1>nqs-twins: PyTorch and JAX/Flax side by side</h1>",
             "<h2>Examples and twin files</h2>", '<table class="index">',
@@ -322,8 +337,7 @@ def build_site(out_dir: Path, parity_json: str | None = None, run_parity: bool =
 
     all_views = list(views().values())
     resolved = resolve_all()
-    # A twin file links to the first page that shows it.
-    pages: dict[Path, str] = {}
+    pages: PageAlignments = []
     failures: list[str] = []
     for view in all_views:
         try:
@@ -331,9 +345,7 @@ def build_site(out_dir: Path, parity_json: str | None = None, run_parity: bool =
         except SourceError as error:
             failures.append(f"{view.name}: {error}")
             continue
-        for alignment in alignments:
-            for path in (alignment.torch_path, alignment.flax_path):
-                pages.setdefault(path, f"{view.name}.html")
+        pages += [(f"{view.name}.html", alignment) for alignment in alignments]
 
     for view in all_views:
         try:
