@@ -38,7 +38,7 @@ def _list_views(console: Console) -> None:
 
 def run(args) -> int:
     console = Console(width=args.width) if args.width else Console()
-    # soft_wrap keeps paths whole; markup=False keeps "[...]" in messages literal.
+    # soft_wrap keeps paths whole, and markup=False prints "[...]" in messages literally.
     errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     if args.width is not None and args.width < 40:
         errors.print(f"error: --width {args.width} is too narrow; use 40 columns or more")
