@@ -101,9 +101,11 @@ class FFN(NeuralQuantumState):
 
     Parameters (``nn.Sequential`` counts the tanh as ``layers_1``):
         ``amplitude/layers_0/kernel`` (N, H), ``amplitude/layers_0/bias`` (H,),
-        ``amplitude/layers_2/kernel`` (H, 1), ``amplitude/layers_2/bias`` (1,),
-        and the same under ``phase/``. Kernels are (in x out), the transpose of
-        the torch twin's weights.
+        ``amplitude/layers_2/kernel`` (H, 1), and the same under ``phase/``.
+        Kernels are (in x out), the transpose of the torch twin's weights.
+    The output layers have no bias: it would only change the norm and the
+    global phase of psi, so its energy gradient is zero up to rounding, and
+    Adam would turn that rounding noise into full-size steps.
     Init: torch's default Linear law, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     Unlike the RBM, N is a field: the bias init law needs the fan-in in ``setup``.
 
@@ -135,7 +137,7 @@ class FFN(NeuralQuantumState):
 
 def _perceptron(n_in: int, hidden: int, param_dtype) -> nn.Sequential:
     return nn.Sequential([torch_dense(hidden, fan_in=n_in, param_dtype=param_dtype), nn.tanh,
-                          torch_dense(1, fan_in=hidden, param_dtype=param_dtype)])
+                          torch_dense(1, fan_in=hidden, param_dtype=param_dtype, use_bias=False)])
 
 
 def _hidden_units(n_sites: int, alpha: float) -> int:

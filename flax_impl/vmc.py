@@ -10,8 +10,8 @@ to 1: |psi|^2 / sum |psi|^2 for the exact sum over all 2^N configurations,
 
 Complex parameters: a complex z = x + i y counts as the two real parameters
 (x, y). The update direction is returned as dE/dx + i dE/dy, the convention of
-torch's ``.grad`` and the conjugate of what ``jax.grad`` of the energy would
-return; ``optax.sgd`` steps it the right way. Adam-like optimizers keep one
+torch's ``.grad``. That is the conjugate of what ``jax.grad`` of the energy
+would return, and ``optax.sgd`` steps it the right way. Adam-like optimizers keep one
 second moment per complex entry in optax, whereas torch keeps one per real
 component: wrap them in ``optax.contrib.split_real_and_imaginary`` to match
 torch.
@@ -71,14 +71,16 @@ def exact_weights(log_psi: jnp.ndarray) -> jnp.ndarray:
     return jax.nn.softmax(2.0 * jnp.real(log_psi))
 
 
+@functools.partial(jax.jit, static_argnames=("model",))
 def log_derivatives(model: nn.Module, params, s: jnp.ndarray):
     """Return O(s) = d log psi(s) / d theta as a pytree like ``params``, leaves (B, *shape).
 
-    Per-sample gradients through ``jax.vmap(jax.grad(...))``. A real parameter
-    gets d Re log psi + i d Im log psi. For a complex parameter ``jax.grad`` of
-    Re log psi already returns d log psi / dz (JAX's convention for a real
-    function of z, log psi being holomorphic in z); torch's twin returns the
-    conjugate there and conjugates it back.
+    Per-sample gradients through ``jax.vmap(jax.grad(...))``, compiled once per
+    model and batch shape. A real parameter
+    gets d Re log psi + i d Im log psi. For a complex parameter, ``jax.grad``
+    of Re log psi already returns d log psi / dz, because log psi is
+    holomorphic in z and JAX returns dL/dx - i dL/dy for a real L. torch's
+    twin gets the conjugate there and conjugates it back.
     """
     complex_dtype = _complex_dtype(jax.tree_util.tree_leaves(params)[0].dtype)
 

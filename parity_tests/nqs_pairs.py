@@ -84,7 +84,8 @@ def rbm_pair(n_sites: int, torch_dtype, alpha: float = 1, scale: float = 1.0, se
         for parameter in torch_model.parameters():
             parameter.mul_(scale)
     flax_model = flax_ansatz.RBM(alpha=alpha, param_dtype=numpy_dtype(torch_dtype))
-    template = flax_model.init(jax.random.key(0), jnp.zeros((1, n_sites)))
+    # Shapes only: eval_shape skips running init.
+    template = jax.eval_shape(flax_model.init, jax.random.key(0), jnp.zeros((1, n_sites)))
     params = convert.state_dict_to_variables(torch_model.state_dict(), template)["params"]
     return torch_model, flax_model, jax.tree_util.tree_map(jnp.asarray, params)
 
@@ -94,6 +95,7 @@ def ffn_pair(n_sites: int, torch_dtype=torch.float64, alpha: float = 2, seed: in
     torch.manual_seed(seed)
     torch_model = torch_ansatz.FFN(n_sites, alpha=alpha, dtype=torch_dtype)
     flax_model = flax_ansatz.FFN(n_sites=n_sites, alpha=alpha, param_dtype=numpy_dtype(torch_dtype))
-    template = flax_model.init(jax.random.key(0), jnp.zeros((1, n_sites)))
+    # Shapes only: eval_shape skips running init.
+    template = jax.eval_shape(flax_model.init, jax.random.key(0), jnp.zeros((1, n_sites)))
     params = convert.state_dict_to_variables(torch_model.state_dict(), template)["params"]
     return torch_model, flax_model, jax.tree_util.tree_map(jnp.asarray, params)

@@ -116,8 +116,10 @@ class FFN(NeuralQuantumState):
 
     Parameters (``nn.Sequential`` indices; the Tanh takes index 1):
         ``amplitude.0.weight`` (H, N), ``amplitude.0.bias`` (H,),
-        ``amplitude.2.weight`` (1, H), ``amplitude.2.bias`` (1,),
-        and the same under ``phase.``.
+        ``amplitude.2.weight`` (1, H), and the same under ``phase.``.
+    The output layers have no bias: it would only change the norm and the
+    global phase of psi, so its energy gradient is zero up to rounding, and
+    Adam would turn that rounding noise into full-size steps.
     Init: torch's default Linear law, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
     Args:
@@ -144,7 +146,7 @@ class FFN(NeuralQuantumState):
 
 def _perceptron(n_in: int, hidden: int, dtype: torch.dtype) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden, dtype=dtype), nn.Tanh(),
-                         nn.Linear(hidden, 1, dtype=dtype))
+                         nn.Linear(hidden, 1, bias=False, dtype=dtype))
 
 
 def _hidden_units(n_sites: int, alpha: float) -> int:

@@ -74,16 +74,16 @@ def rbm_log_derivatives(params: dict, s: np.ndarray) -> dict:
 def ffn_log_psi(params: dict, s: np.ndarray) -> np.ndarray:
     """Return log psi(s) = A(s) + i Phi(s) of the feed-forward ansatz, shape (B,).
 
-    A and Phi are two perceptrons N -> H -> 1 with tanh hidden units; the keys
-    are ``amplitude/layers_0/kernel`` (N, H), ``amplitude/layers_0/bias`` (H,),
-    ``amplitude/layers_2/kernel`` (H, 1), ``amplitude/layers_2/bias`` (1,), and
+    A and Phi are two perceptrons N -> H -> 1 with tanh hidden units and no
+    output bias; the keys are ``amplitude/layers_0/kernel`` (N, H),
+    ``amplitude/layers_0/bias`` (H,), ``amplitude/layers_2/kernel`` (H, 1), and
     the same under ``phase/``.
     """
     s = np.asarray(s, dtype=np.float64)
 
     def perceptron(prefix):
         hidden = np.tanh(s @ params[f"{prefix}/layers_0/kernel"] + params[f"{prefix}/layers_0/bias"])
-        return (hidden @ params[f"{prefix}/layers_2/kernel"] + params[f"{prefix}/layers_2/bias"])[:, 0]
+        return (hidden @ params[f"{prefix}/layers_2/kernel"])[:, 0]
 
     return perceptron("amplitude") + 1j * perceptron("phase")
 
