@@ -36,7 +36,7 @@ def check_config(config, expected, problem="toy", steps=3):
     np.testing.assert_allclose(twin_value, torch_value, rtol=0, atol=TWIN_ATOL)
 
 
-# O1: Adam's weight_decay is an L2 term; AdamW's is decoupled.
+# Adam's weight_decay is an L2 term; AdamW's is decoupled.
 
 def test_adam_weight_decay_is_l2():
     check_config(optimizer_config("Adam", lr=0.1, weight_decay=0.1), [0.7929196843, -0.7003914021])
@@ -54,7 +54,7 @@ def test_adam_decoupled_flag_equals_adamw():
                  [0.7777561599, -0.6737130226])
 
 
-# O2: AdamW's default weight decay is 0.01 (optax 1e-4), applied before the lr scaling.
+# AdamW's default weight decay is 0.01 (optax 1e-4), applied before the lr scaling.
 
 def test_adamw_default_decay_zero_gradient():
     check_config(optimizer_config("AdamW", lr=0.1), W0 * 0.999 ** 3, problem="zero")
@@ -80,7 +80,7 @@ def test_adamw_decay_follows_scheduled_lr():
     check_config(config, expected, problem="zero")
 
 
-# O3: RMSprop puts eps outside the root, alpha 0.99, and the lr after momentum.
+# RMSprop puts eps outside the root, alpha 0.99, and the lr after momentum.
 
 def test_rmsprop_eps_outside_sqrt():
     config = optimizer_config("RMSprop", lr=0.01, eps=0.01)
@@ -122,7 +122,7 @@ def test_rmsprop_momentum_after_lr_is_wrong():
     np.testing.assert_allclose(run_optax(constant_lr), ours, rtol=0, atol=TWIN_ATOL)
 
 
-# O4: SGD's first momentum buffer is the raw gradient, even with dampening.
+# SGD's first momentum buffer is the raw gradient, even with dampening.
 
 def test_sgd_dampening_first_buffer_is_raw_gradient():
     config = optimizer_config("SGD", lr=0.1, momentum=0.9, dampening=0.5)
@@ -145,7 +145,7 @@ def test_sgd_without_dampening_equals_optax_sgd(nesterov):
     np.testing.assert_allclose(optax_value, torch_value, rtol=0, atol=TWIN_ATOL)
 
 
-# O5: Adagrad's accumulator starts at 0, eps 1e-10 outside the root.
+# Adagrad's accumulator starts at 0, eps 1e-10 outside the root.
 
 def test_adagrad_accumulator_and_eps():
     config = optimizer_config("Adagrad", lr=0.1)
@@ -159,7 +159,7 @@ def test_adagrad_naive_port():
                                rtol=0, atol=LISTED_ATOL)
 
 
-# O6: clip_grad_norm_ divides by (norm + 1e-6).
+# clip_grad_norm_ divides by (norm + 1e-6).
 
 CLIP_CASES = [
     ([3.0, 4.0], 1.0, [0.59999988, 0.79999984]),
@@ -358,8 +358,8 @@ def test_injected_learning_rate_follows_schedule():
     for _ in range(5):
         _, state = tx.update(params, state, params)
         seen.append(float(_hyperparams(state)[0]["learning_rate"]))
-    # The state holds the lr of the update just done: torch's get_last_lr()
-    # read before scheduler.step().
+    # The state contains the lr of the update just done, as torch's
+    # get_last_lr() before scheduler.step().
     assert seen == [0.1, 0.1, 0.05, 0.05, 0.025]
 
 

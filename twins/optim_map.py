@@ -20,8 +20,9 @@ between the libraries, each handled here:
   before the optimizer.
 * Schedulers: torch's learning rate at ``last_epoch = k`` for the k-th step.
 * Complex parameters: ``jax.grad`` returns the conjugate of torch's ``.grad``,
-  and torch keeps one moment per real component; the transformation conjugates
-  and splits real and imaginary parts (``optax.contrib.split_real_and_imaginary``).
+  so the transformation conjugates it. torch keeps one moment per real
+  component, so real and imaginary parts are split
+  (``optax.contrib.split_real_and_imaginary``).
 
 The configuration is plain data (see ``twins.optim.config``), so this module
 does not import torch; ``twins.optim_torch`` builds the torch side.
@@ -224,8 +225,8 @@ def _rmsprop(hp, learning_rate, momentum, cycled):
     else:
         steps.append(optax.scale_by_rms(decay=hp["alpha"], eps=hp["eps"], eps_in_sqrt=False))
     if cycled or hp["momentum"] > 0:
-        # torch: buf <- m buf + g / (sqrt(v) + eps); param <- param - lr buf, so
-        # the buffer holds unscaled steps and the lr comes after it.
+        # torch: buf <- m buf + g / (sqrt(v) + eps), then param <- param - lr buf.
+        # The buffer accumulates unscaled steps and the lr comes after it.
         steps.append(optax.trace(decay=momentum))
     steps.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*steps)

@@ -3,8 +3,8 @@
 Toy problem: w0 = [0.5, -1.0], L(w) = 0.5 sum(s (w - t)^2) with s = [1, 3],
 t = [1, 2], float64, gradients from autograd (torch) and ``jax.grad`` (JAX).
 Each ``NaivePort`` pairs a torch configuration with the optax call a reader
-would write first; ``measure`` runs torch, the ``twins.optim_map`` twin and the
-naive port, and ``python -m twins.optim_naive`` prints the table that
+would write first. ``measure`` runs torch, the ``twins.optim_map`` twin and the
+naive port. ``python -m twins.optim_naive`` prints the table that
 docs/optimizers.md quotes.
 """
 
@@ -130,6 +130,8 @@ NAIVE_PORTS = [
     NaivePort("SGD(lr=0.1, momentum=0.9, dampening=0.5)",
               optimizer_config("SGD", lr=0.1, momentum=0.9, dampening=0.5),
               lambda: optax.sgd(0.05, momentum=0.9), "optax.sgd(0.1 * (1 - 0.5), momentum=0.9)"),
+    NaivePort("Adam(lr=0.1, amsgrad=True)", optimizer_config("Adam", lr=0.1, amsgrad=True),
+              lambda: optax.amsgrad(0.1), "optax.amsgrad(0.1)", steps=10),
     NaivePort("Adagrad(lr=0.1)", optimizer_config("Adagrad", lr=0.1),
               lambda: optax.adagrad(0.1), "optax.adagrad(0.1)"),
     NaivePort("SGD(lr=0.1) + clip_grad_norm_(1.0)",
@@ -140,6 +142,11 @@ NAIVE_PORTS = [
               optimizer_config("SGD", lr=0.1, scheduler=("CosineAnnealingLR", {"T_max": 2})),
               lambda: optax.sgd(optax.cosine_decay_schedule(0.1, 2)),
               "optax.sgd(cosine_decay_schedule(0.1, 2))", steps=4),
+    NaivePort("SGD(lr=0.1) + LinearLR(start_factor=0.25, total_iters=4)",
+              optimizer_config("SGD", lr=0.1, scheduler=("LinearLR", {"start_factor": 0.25,
+                                                                      "total_iters": 4})),
+              lambda: optax.sgd(optax.linear_schedule(0.025, 0.1, 4)),
+              "optax.sgd(linear_schedule(0.025, 0.1, 4)) (float32 lr under x64)", steps=4),
     NaivePort("SGD(lr=0.1, momentum=0.9) + OneCycleLR(max_lr=0.1, total_steps=10)",
               optimizer_config("SGD", lr=0.1, momentum=0.9,
                                scheduler=("OneCycleLR", {"max_lr": 0.1, "total_steps": 10})),

@@ -1,8 +1,8 @@
 """The torch side of an ``OptimizerConfig``: optimizer, scheduler and gradient clipping.
 
 ``twins.optim_map`` builds the optax side of the same configuration without
-importing torch; this module is its counterpart for parity checks and for
-users who hold a configuration and want the torch objects.
+importing torch. This module builds the torch side, for parity checks and for
+users who have a configuration and want the torch objects.
 """
 
 from collections.abc import Iterable

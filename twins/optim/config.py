@@ -1,7 +1,7 @@
 """A torch optimizer configuration as plain data: class name, hyperparameters, groups.
 
-``optimizer_config("AdamW", lr=1e-3)`` holds what ``torch.optim.AdamW(params,
-lr=1e-3)`` holds, with torch's defaults filled in and torch's range checks
+``optimizer_config("AdamW", lr=1e-3)`` stores what ``torch.optim.AdamW(params,
+lr=1e-3)`` stores, with torch's defaults filled in and torch's range checks
 applied. Parameters are named by their torch ``named_parameters()`` names
 (``net.0.weight``), so the same configuration builds the torch optimizer and its
 optax twin. ``config_from_torch`` reads one back from a live
@@ -319,8 +319,8 @@ def config_from_torch(optimizer, named_parameters, scheduler=None, *, max_grad_n
     for i, group in enumerate(optimizer.param_groups):
         unnamed = [tuple(p.shape) for p in group["params"] if id(p) not in names]
         if unnamed:
-            raise ValueError(f"param group {i} holds a tensor of shape {unnamed[0]} that is not "
-                             f"in named_parameters; pass the model's named_parameters()")
+            raise ValueError(f"param group {i} contains a tensor of shape {unnamed[0]} that is missing "
+                             f"from named_parameters; pass the model's named_parameters()")
         options = {k: _as_float(v) for k, v in group.items()
                    if k in keys and _as_float(v) != defaults.get(k)}
         if base_lrs is not None:

@@ -13,7 +13,7 @@ Every schedule turns the int32 optax counter into a weakly typed float of the
 default dtype first (float64 under ``jax_enable_x64``): ``optax.linear_schedule``
 evaluated on the int32 counter returns float32 even under x64, which would
 round the learning rate to 7 digits. The value stays weakly typed, so
-``optax.inject_hyperparams`` casts it to the parameters' dtype; a strongly typed
+``optax.inject_hyperparams`` casts it to the parameters' dtype. A strongly typed
 float64 value would pass through uncast and promote float32 updates and
 optimizer states to float64.
 """
@@ -51,9 +51,9 @@ def constant(value: float) -> optax.Schedule:
 def cosine_annealing(base_lr: float, t_max: int, eta_min: float) -> optax.Schedule:
     """Return torch's ``CosineAnnealingLR``: eta_min + (base - eta_min)(1 + cos(pi t / T_max)) / 2.
 
-    optax.cosine_decay_schedule stops at eta_min after T_max steps; torch keeps
-    following the cosine, so its learning rate rises again after T_max (it is
-    periodic with period 2 T_max). This formula does the same.
+    optax.cosine_decay_schedule stops at eta_min after T_max steps. torch keeps
+    following the cosine, so its learning rate rises again after T_max, with
+    period 2 T_max. This formula does the same.
     """
     def schedule(count):
         t = float_count(count)
@@ -81,7 +81,7 @@ def _one_cycle_phases(options) -> list[tuple[float, str, str, str, str]]:
 def one_cycle(options, group: int, quantity: str = "lr") -> optax.Schedule:
     """Return torch's ``OneCycleLR`` learning rate (or momentum) of param group ``group``.
 
-    optax.cosine_onecycle_schedule puts the peak at step int(pct_start * T);
+    optax.cosine_onecycle_schedule puts the peak at step int(pct_start * T).
     torch puts it at pct_start * T - 1 and anneals between float phase ends,
     so this follows torch's phase table directly. torch raises once the
     scheduler is stepped past total_steps; a jitted schedule cannot raise, so

@@ -1,7 +1,7 @@
 """Gradient transformations for the torch update rules that optax has no block for.
 
-Each one is written only because the nearest optax transformation computes a
-different number; the docstring says which and how. Everything else in
+Each one exists only because the nearest optax transformation computes a
+different number. Its docstring names that transformation and the difference. Everything else in
 ``twins.optim_map`` is built from optax's own blocks.
 """
 
