@@ -44,14 +44,15 @@ def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if _real_dtype(dtype) == torch.float64 else torch.complex64
 
 
-def all_configurations(n_sites: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Return every configuration of ``n_sites`` spins, shape (2^N, N).
+def all_configurations(n_sites: int, dtype: torch.dtype = torch.float64,
+                       device: torch.device | str | None = None) -> torch.Tensor:
+    """Return every configuration of ``n_sites`` spins, shape (2^N, N), on ``device``.
 
     Row b is basis index b: row 0 is all +1 and site 0 is the most significant bit.
     """
     _check_exact_size(n_sites, n_sites * 8)
-    index = torch.arange(2**n_sites, dtype=torch.int64)
-    shifts = torch.arange(n_sites - 1, -1, -1, dtype=torch.int64)
+    index = torch.arange(2**n_sites, dtype=torch.int64, device=device)
+    shifts = torch.arange(n_sites - 1, -1, -1, dtype=torch.int64, device=device)
     bits = (index[:, None] >> shifts[None, :]) & 1
     return (1 - 2 * bits).to(dtype)
 
@@ -231,8 +232,8 @@ def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = Non
     n_sites = hamiltonian.n_sites
     n_params = sum(p.numel() for p in model.parameters())
     _check_exact_size(n_sites, _exact_bytes_per_configuration(n_sites, hamiltonian.n_terms, n_params))
-    dtype = _real_dtype(next(model.parameters()).dtype)
-    s = all_configurations(n_sites, dtype)
+    first = next(model.parameters())
+    s = all_configurations(n_sites, _real_dtype(first.dtype), first.device)
     with torch.no_grad():
         weights = exact_weights(model(s))
     return estimate(model, hamiltonian, s, weights, diag_shift)
