@@ -16,9 +16,10 @@ When both frameworks get the same arrays (drawn from one numpy Generator) they
 make the same accept/reject decisions, up to rounding in log psi.
 ``draw_proposals`` draws them from a ``jax.random`` key instead (own-RNG mode).
 
-Two samplers share this contract: ``sample`` evaluates the model on every
-proposal (any ansatz; the parity reference), ``sample_rbm`` updates the RBM's
-hidden pre-activations on each flip (same chains, O(n_hidden) per proposal).
+Two samplers share this contract. ``sample`` evaluates the model on every
+proposal, for any ansatz, and is the parity reference. ``sample_rbm`` updates
+the RBM's hidden pre-activations on each flip instead: the same chains at
+O(n_hidden) per proposal.
 Both are jitted, with ``lax.scan`` over sweeps and over the proposals of a
 sweep, where the torch twin runs two Python loops.
 """
@@ -125,8 +126,8 @@ def sample(log_psi_fn: Callable[[dict, jax.Array], jax.Array], variables: dict, 
     """Run ``n_discard + n_samples`` Metropolis sweeps, evaluating the model on each proposal.
 
     ``log_psi_fn(variables, s)`` maps (B, n_sites) spins to (B,) log psi (real
-    or complex), a pure function such as ``model.apply``; it is a static
-    argument of the jitted sampler, so pass the same object on every call or
+    or complex), a pure function such as ``model.apply``. It is a static
+    argument of the jitted sampler, so pass the same object on every call, or
     each call compiles again. ``s`` (n_chains, n_sites) is the chains' start.
     Each proposal is one batched call on all chains.
     """

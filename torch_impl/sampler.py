@@ -16,9 +16,10 @@ When both frameworks get the same arrays (drawn from one numpy Generator) they
 make the same accept/reject decisions, up to rounding in log psi.
 ``draw_proposals`` draws them with a ``torch.Generator`` instead (own-RNG mode).
 
-Two samplers share this contract: ``sample`` evaluates the model on every
-proposal (any ansatz; the parity reference), ``sample_rbm`` updates the RBM's
-hidden pre-activations on each flip (same chains, O(n_hidden) per proposal).
+Two samplers share this contract. ``sample`` evaluates the model on every
+proposal, for any ansatz, and is the parity reference. ``sample_rbm`` updates
+the RBM's hidden pre-activations on each flip instead: the same chains at
+O(n_hidden) per proposal.
 """
 
 from collections.abc import Callable

@@ -44,7 +44,7 @@ class Stats:
 
     ``mean`` is complex when the data are complex; every other field is real.
     ``r_hat`` and ``tau_corr`` are ``None`` when they are undefined, and
-    ``undefined_reason`` then says why (for example a zero variance).
+    ``undefined_reason`` then gives the reason (for example a zero variance).
     """
 
     mean: complex | float

@@ -10,10 +10,10 @@ between the twins live outside the frameworks, here:
   and the Flax variables are converted from it by ``twins.convert``, so both
   twins start at the same point.
 
-An iteration samples ``n_samples`` configurations (``n_chains`` chains, after
-``n_discard`` burn-in sweeps per chain; the chains continue from the previous
-iteration), computes E_loc, reports its statistics (``twins.stats``), and
-applies one optimizer step. The reported energy is that of the parameters
+An iteration samples ``n_samples`` configurations from ``n_chains`` chains,
+after ``n_discard`` burn-in sweeps per chain. The chains continue from the
+previous iteration. It then computes E_loc, reports its statistics
+(``twins.stats``) and applies one optimizer step. The reported energy is that of the parameters
 before the step, as NetKet reports it.
 
 A collapsed state, every chain stuck on one configuration, is detected
@@ -42,8 +42,8 @@ from twins.stats import Stats, format_value_error, statistics
 FRAMEWORKS = ("torch", "flax")
 OPTIMIZERS = ("sgd", "adam")
 CHECKPOINT_FORMAT = "nqs-twins-vmc-checkpoint/1"
-# Exact ground energies by Lanczos are computed up to this many spins (the
-# sparse matrix at N = 20 takes a few hundred MB and about a minute here).
+# Exact ground energies by Lanczos are computed up to this many spins: the
+# sparse matrix at N = 20 has about 2^20 * 21 entries, a few hundred MB.
 MAX_EXACT_SITES = 20
 
 
@@ -69,7 +69,7 @@ class VMCConfig:
     sr: bool = True
     learning_rate: float = 0.05
     diag_shift: float = 0.01
-    iterations: int = 300
+    iterations: int = 150
     n_samples: int = 1008
     n_chains: int = 16
     n_discard: int = 5
@@ -152,7 +152,7 @@ def exact_ground_energy(config: VMCConfig) -> float | None:
 class TrainResult:
     """The outcome of ``VMCTrainer.run``.
 
-    ``history`` holds one JSON-ready record per iteration (the log lines).
+    ``history`` contains one JSON-ready record per iteration (the log lines).
     ``final`` is the statistics of the final estimate with ``n_final_samples``
     samples (or the last iteration's, for a collapsed state). ``status`` is
     "finished" or "collapsed"; ``message`` explains a collapse.
@@ -257,7 +257,7 @@ class VMCTrainer:
         return sites, uniforms
 
     def _sample(self, samples_per_chain: int):
-        """Run the chains on; return samples (n_chains, S, N) and the acceptance."""
+        """Advance the chains; return samples (n_chains, S, N) and the acceptance."""
         sites, uniforms = self._draw_proposals(samples_per_chain)
         samples, acceptance, self.chains = self.backend.sample(
             self.chains, sites, uniforms, self.config.n_discard, samples_per_chain)
@@ -383,7 +383,7 @@ class VMCTrainer:
         header = {
             "format": CHECKPOINT_FORMAT, "framework": self.framework,
             "config": json.dumps(asdict(self.config)), "iteration": str(self.iteration),
-            # PCG64's state holds 128-bit integers, which JSON keeps exactly.
+            # PCG64's state contains 128-bit integers, which JSON keeps exactly.
             "rng": json.dumps(self.rng.bit_generator.state),
             "history": json.dumps(self.history), "complex": json.dumps(complex_keys),
             "backend": json.dumps(metadata),
@@ -399,6 +399,7 @@ class VMCTrainer:
         with safe_open(self.checkpoint_path, framework="numpy") as reader:
             header = reader.metadata() or {}
             tensors = {key: reader.get_tensor(key) for key in reader.keys()}
+
         if header.get("format") != CHECKPOINT_FORMAT or header.get("framework") != self.framework:
             raise ValueError(
                 f"{self.checkpoint_path} is not a {self.framework} VMC checkpoint "
@@ -413,6 +414,7 @@ class VMCTrainer:
                 f"checkpoint {self.checkpoint_path} was written with {key}={saved.get(key)!r}, "
                 f"but this run has {key}={current[key]!r}; resume with the same settings "
                 f"(only --iterations may change) or use another --out directory")
+
         for key in json.loads(header["complex"]):
             pair = tensors[key]
             tensors[key] = pair[..., 0] + 1j * pair[..., 1]
@@ -564,9 +566,9 @@ class _FlaxBackend:
                                   jnp.ones((1, config.n_sites), self.real_dtype))
         converted = state_dict_to_variables(_torch_model(config).state_dict(), template)
         self.variables = jax.tree_util.tree_map(jnp.asarray, converted)
-        # The optax twin of torch.optim.SGD / Adam from the optimizer layer; the
-        # VMC direction already follows torch's complex convention, so it is
-        # not conjugated, and Adam keeps one moment per real component as torch does.
+        # The optax twin of torch.optim.SGD / Adam from the optimizer layer. The
+        # VMC direction already follows torch's complex convention, so it is not
+        # conjugated. Adam keeps one moment per real component, as torch does.
         self.optimizer = torch_to_optax("Adam" if config.optimizer == "adam" else "SGD",
                                         lr=config.learning_rate,
                                         conjugate_complex_grads=False)
