@@ -35,8 +35,6 @@ Example:
     >>> opt_state = tx.init(variables["params"])
 """
 
-import inspect
-
 import jax
 import optax
 from flax import traverse_util
@@ -82,6 +80,8 @@ def torch_to_optax(optimizer, param_groups=None, *, scheduler=None, max_grad_nor
     Raises:
         UnsupportedOptimizerError: naming an optimizer, scheduler or option that
             has no exact mapping here.
+        ValueError: for a value torch rejects too (a negative lr, nesterov with
+            dampening), or a parameter that two groups claim.
     """
     if isinstance(optimizer, OptimizerConfig) and (
             param_groups is not None or scheduler is not None or max_grad_norm is not None
@@ -159,21 +159,20 @@ def group_transformation(config: OptimizerConfig, group: int,
         return optax.inject_hyperparams(lambda learning_rate: build(hp, learning_rate, None, False))(
             learning_rate=lr)
 
-    # Adam's beta1 is the momentum that OneCycleLR cycles; state.hyperparams
-    # keeps torch's name for it.
-    momentum_name = "b1" if "betas" in hp else "momentum"
     cycled = momentum is not None
-    if not cycled:
-        momentum = hp["betas"][0] if "betas" in hp else hp["momentum"]
+    if "betas" in hp:
+        # OneCycleLR cycles Adam's beta1 (optax's b1) in place of a momentum.
+        def adam_factory(learning_rate, b1):
+            return build(hp, learning_rate, b1, cycled)
 
-    def factory(learning_rate, **momentum_value):
-        return build(hp, learning_rate, momentum_value[momentum_name], cycled)
+        b1 = momentum if cycled else hp["betas"][0]
+        return optax.inject_hyperparams(adam_factory)(learning_rate=lr, b1=b1)
 
-    factory.__signature__ = inspect.Signature([
-        inspect.Parameter("learning_rate", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter(momentum_name, inspect.Parameter.KEYWORD_ONLY),
-    ])
-    return optax.inject_hyperparams(factory)(learning_rate=lr, **{momentum_name: momentum})
+    def momentum_factory(learning_rate, momentum):
+        return build(hp, learning_rate, momentum, cycled)
+
+    momentum = momentum if cycled else hp["momentum"]
+    return optax.inject_hyperparams(momentum_factory)(learning_rate=lr, momentum=momentum)
 
 
 def _maximize(hp) -> list:
