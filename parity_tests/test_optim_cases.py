@@ -6,6 +6,8 @@ it, and that the naive optax port gets the wrong value stated beside it.
 """
 
 import math
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -468,3 +470,9 @@ def test_config_from_torch_needs_names():
     p = torch.nn.Parameter(torch.zeros(1))
     with pytest.raises(ValueError, match="named_parameters"):
         config_from_torch(torch.optim.SGD([p], lr=0.1), [])
+
+
+def test_optim_map_does_not_import_torch():
+    """Flax training code imports the mapping, so it must not pull torch in."""
+    code = "import sys, twins.optim_map, twins.optim.catalog; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -138,9 +138,9 @@ class OptimizerConfig:
         return assignment
 
 
-def _check_options(kind: str, name: str, given: Mapping, allowed: Iterable[str]) -> None:
+def _check_options(kind: str, name: str, options: Mapping, allowed: Iterable[str]) -> None:
     allowed = set(allowed)
-    for key in given:
+    for key in options:
         if key not in allowed:
             raise UnsupportedOptimizerError(
                 f"{kind} {name} has no supported option {key!r}; supported options: "
