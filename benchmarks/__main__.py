@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--netket-python", metavar="PATH",
                         help="Python interpreter that has NetKet installed "
                              "(default: .venv-netket/bin/python in the repository, if present)")
+    parser.add_argument("--torch-threads", type=int, metavar="N",
+                        help="torch.set_num_threads(N) before timing (default: torch's own "
+                             "choice, one per core). On a machine shared with other work, "
+                             "torch's threads wait for each other at every op and small ops "
+                             "can run 20 times slower; XLA:CPU keeps its own thread pool")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
 
@@ -118,7 +123,15 @@ def example_targets(cases: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            print(f"error: --torch-threads must be at least 1, got {args.torch_threads}",
+                  file=sys.stderr)
+            return 2
+        import torch
+        torch.set_num_threads(args.torch_threads)
     from benchmarks import report
     from benchmarks.devices import make_target
     from benchmarks.harness import loadavg
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             get_example(name)  # raises with the list of known names
 
     started = time.perf_counter()
-    data = {"schema": report.SCHEMA, "meta": report.run_metadata(args, target), "peaks": {},
+    data = {"schema": report.SCHEMA, "meta": report.run_metadata(args, target, argv), "peaks": {},
             "cases": [], "targets": [], "bounds": []}
     _log(f"benchmarks on {target.label}, rounds={rounds}, block={block_s}s, load {loadavg()}")
 
@@ -164,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         cases, targets, netket_meta = run_nqs(
             target, quick=args.quick, rounds=rounds, block_s=block_s,
             torch_compile=not args.no_torch_compile, suites=suites,
-            netket_python=args.netket_python, log=_log)
+            netket_python=args.netket_python, peaks=data["peaks"], log=_log)
         data["cases"] += [case.as_dict() for case in cases]
         data["targets"] += targets
         data["meta"]["netket"] = netket_meta
 
-    data["meta"]["loadavg_end"] = list(os.getloadavg())
+    data["meta"]["loadavg_end"] = loadavg()
     data["meta"]["wall_s"] = time.perf_counter() - started
     stem = os.path.join(out, target.label)
     report.write_json(stem + ".json", data)

@@ -186,11 +186,17 @@ def _jax_builder(pair: ExamplePair, target: Target, batch: int, dtype: str, kind
     return build
 
 
+# With --quick only this example gets torch.compile variants: each compile takes
+# seconds, more than every other quick case together.
+QUICK_COMPILE_EXAMPLES = ("mlp",)
+
+
 def run_examples(target: Target, peaks: dict, *, quick: bool, rounds: int, block_s: float,
                  torch_compile: bool, examples: list[str] | None = None, batches=None,
                  log=print) -> list[CaseResult]:
     """Time every example, kind and batch size; return the cases."""
     names = examples or list(EXAMPLES)
+    compile_names = QUICK_COMPILE_EXAMPLES if quick else names
     batches = batches or ([1, 4096] if quick else [1, 64, 4096, 262_144])
     dtype = "float32"
     cases = []
@@ -202,7 +208,7 @@ def run_examples(target: Target, peaks: dict, *, quick: bool, rounds: int, block
                     ("torch eager", _torch_builder(pair, target, batch, dtype, kind, compiled=False)),
                     ("jax jit", _jax_builder(pair, target, batch, dtype, kind, scanned=False)),
                 ]
-                if torch_compile:
+                if torch_compile and name in compile_names:
                     builders.append(("torch compile",
                                      _torch_builder(pair, target, batch, dtype, kind, compiled=True)))
                 if kind == "step":

@@ -203,6 +203,8 @@ def build_variant(builder: Callable[[], Variant]) -> Variant:
     before = rss_mb()
     can_reset = reset_peak_rss()
     variant = builder()
+    if variant.peak_rss_mb is not None:
+        return variant  # measured by the variant itself (a peer in its own process)
     if can_reset and before is not None:
         variant.peak_rss_mb = round(peak_rss_mb(), 1)
         variant.rss_delta_mb = round(variant.peak_rss_mb - before, 1)

@@ -1,9 +1,10 @@
 """NetKet's VMC + SR iteration, timed on request, in a process of its own.
 
 Run by the harness with the interpreter of a separate environment that has
-NetKet (NetKet turns on JAX float64 when imported and pins its own JAX, so it
-never shares a process or an environment with the twins). This file imports
-only NetKet, JAX, optax and the standard library.
+NetKet. NetKet turns on JAX float64 when imported and installing it can move
+the JAX, Flax and optax versions, so it never shares a process or an
+environment with the twins. This file imports only NetKet, JAX, optax and the
+standard library.
 
 Protocol, one JSON object per line: after start-up the peer writes
 ``{"ready": true, ...}`` with its versions, parameter count and the seconds of
@@ -22,6 +23,7 @@ default sweep of N flips between samples and 5 discarded samples per chain, and
 
 import argparse
 import json
+import resource
 import sys
 import time
 
@@ -78,7 +80,9 @@ def main() -> int:
              "n_params": int(state.n_parameters), "n_samples": int(state.n_samples),
              "n_discard_per_chain": int(state.n_discard_per_chain),
              "sweep_size": int(sampler.sweep_size), "first_iteration_s": first_s,
-             "x64": bool(jax.config.jax_enable_x64)}
+             "x64": bool(jax.config.jax_enable_x64),
+             # Linux reports ru_maxrss in KiB.
+             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(json.dumps(ready), file=protocol, flush=True)
 
     for line in sys.stdin:

@@ -6,7 +6,6 @@ import datetime
 import json
 import os
 import platform
-import sys
 import tempfile
 from importlib import metadata
 
@@ -40,14 +39,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_metadata(args, target) -> dict:
+def run_metadata(args, target, argv: list[str]) -> dict:
     """Return versions, CPU, threads, device and load for the results file."""
     import jax
     import torch
 
     meta = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv,
+        "command": " ".join(["python -m benchmarks", *argv]),
         "quick": bool(args.quick),
         "device": target.label,
         "python": platform.python_version(),
@@ -62,7 +61,7 @@ def run_metadata(args, target) -> dict:
                 ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")},
         "jax_devices": [str(device) for device in jax.devices()],
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
-        "loadavg_start": list(os.getloadavg()),
+        "loadavg_start": [round(value, 2) for value in os.getloadavg()],
         "versions": {name: _version(name) for name in
                      ("torch", "jax", "jaxlib", "flax", "optax", "numpy", "nqs-twins")},
     }
@@ -128,7 +127,7 @@ def markdown(data: dict) -> str:
               f"* Versions: {versions}; Python {meta['python']}.",
               f"* Load average (1, 5, 15 min) at start {meta['loadavg_start']}, "
               f"at end {meta.get('loadavg_end')}.",
-              f"* Command: `{' '.join(meta['argv'])}`.", ""]
+              f"* Command: `{meta['command']}`.", ""]
     if data["peaks"]:
         lines += ["## Peaks", "", "| framework | dtype | matmul GFLOP/s | stream GB/s |",
                   "| --- | --- | ---: | ---: |"]

@@ -15,7 +15,7 @@ from benchmarks.__main__ import main
 from benchmarks.harness import RecompileError, Variant, measure
 
 # Keys of the run metadata that a reader needs to trust and compare a run.
-META_KEYS = ("created_utc", "device", "cpu_model", "cpu_count", "torch_threads", "versions",
+META_KEYS = ("created_utc", "command", "device", "cpu_model", "cpu_count", "torch_threads", "versions",
              "loadavg_start", "loadavg_end", "quick")
 
 
@@ -113,3 +113,35 @@ def test_recompile_guard_passes_fixed_shapes():
 def test_recompile_guard_catches_new_shape():
     with pytest.raises(RecompileError, match="'jax' recompiled after warm-up"):
         measure([_jax_variant(shape_changes=True)], rounds=2, block_s=0.001)
+
+
+@pytest.mark.parametrize("n_samples", [64, 8], ids=["params<=samples", "params>samples"])
+def test_fast_sr_matches_twin_solve(n_samples):
+    """The benchmark-only SR solves give the twins' SR direction (both spaces)."""
+    import numpy as np
+    import torch
+
+    import flax_impl.vmc
+    import torch_impl.vmc
+    from benchmarks import fast_torch_vmc, fused_vmc
+
+    rng = np.random.default_rng(0)
+    o_matrix = rng.standard_normal((n_samples, 12))
+    e_loc = rng.standard_normal(n_samples)
+    weights = np.full(n_samples, 1.0 / n_samples)
+
+    _, _, gradient = torch_impl.vmc.energy_and_gradient(
+        torch.as_tensor(o_matrix + 0j), torch.as_tensor(e_loc + 0j), torch.as_tensor(weights))
+    s_matrix = torch_impl.vmc.sr_matrix(torch.as_tensor(o_matrix + 0j), torch.as_tensor(weights))
+    expected = torch_impl.vmc.sr_solve(s_matrix, gradient, 0.1).numpy()
+
+    torch_fast = fast_torch_vmc.sr_direction(torch.as_tensor(o_matrix), torch.as_tensor(e_loc), 0.1)
+    jax_fused = fused_vmc.sr_direction(jnp.asarray(o_matrix), jnp.asarray(e_loc), 0.1)
+    _, _, jax_gradient = flax_impl.vmc.energy_and_gradient(
+        jnp.asarray(o_matrix + 0j), jnp.asarray(e_loc + 0j), jnp.asarray(weights))
+    jax_expected = flax_impl.vmc.sr_solve(
+        flax_impl.vmc.sr_matrix(jnp.asarray(o_matrix + 0j), jnp.asarray(weights)), jax_gradient, 0.1)
+
+    # float64 Cholesky against LU on a system with condition number below 1e3.
+    np.testing.assert_allclose(torch_fast.numpy(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jax_fused), np.asarray(jax_expected), rtol=1e-10, atol=1e-12)

@@ -1,0 +1,526 @@
+"""VMC stages (energy + gradient, SR solve, whole iteration) and the NetKet comparison.
+
+The whole iteration is what NetKet's ``VMC_SR`` driver does per step: draw
+``n_samples`` Metropolis samples (RBM fast path, ``N_DISCARD`` burn-in sweeps
+per chain, chains continuing from the previous iteration), evaluate local
+energies and log-derivatives, solve (S + 0.1 I) delta = F, and take one SGD step
+of size ``LEARNING_RATE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from dataclasses import asdict
+
+import jax
+import jax.numpy as jnp
+import optax
+import torch
+
+import flax_impl.local_energy
+import flax_impl.sampler
+import flax_impl.vmc
+import torch_impl.local_energy
+import torch_impl.sampler
+import torch_impl.vmc
+from benchmarks import fast_torch_vmc, fused_vmc
+from benchmarks.devices import Target
+from benchmarks.harness import CaseResult, SkipVariant, Variant, run_case, timed_first_call
+from benchmarks.nqs import (DTYPE, N_DISCARD, NqsConfig, flax_model_and_variables, hamiltonian,
+                            jax_proposal_drawer, random_spins, torch_model)
+
+DIAG_SHIFT = 0.1
+LEARNING_RATE = 0.01
+
+
+# --- torch ---------------------------------------------------------------------
+
+def _torch_estimate_parts(config: NqsConfig, target: Target):
+    model = torch_model(config, target)
+    s = target.to_torch(random_spins(config, config.n_samples), DTYPE)
+    return model, s
+
+
+def _torch_energy_grad(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, s = _torch_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                torch_impl.vmc.estimate(model, ham, s)
+            target.torch_sync()
+
+        run(1)
+        return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
+
+    return build
+
+
+def _torch_sr_solve(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, s = _torch_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+        params = dict(model.named_parameters())
+        weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
+        o_matrix = torch_impl.vmc.real_parameter_jacobian(
+            torch_impl.vmc.log_derivatives(model, s), params)
+        e_loc = torch_impl.local_energy.local_energy(model, ham, s)
+        _, _, gradient = torch_impl.vmc.energy_and_gradient(o_matrix, e_loc, weights)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                s_matrix = torch_impl.vmc.sr_matrix(o_matrix, weights)
+                torch_impl.vmc.sr_solve(s_matrix, gradient, DIAG_SHIFT)
+            target.torch_sync()
+
+        run(1)
+        return Variant("torch eager", "torch", run)
+
+    return build
+
+
+def _torch_iteration(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model = torch_model(config, target)
+        ham = hamiltonian(config.n_sites)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        generator = torch.Generator(device=target.torch_device).manual_seed(0)
+        state = {"s": torch_impl.sampler.random_configurations(
+            generator, config.n_chains, config.n_sites).to(target.torch_device)}
+        n_sweeps = N_DISCARD + config.samples_per_chain
+
+        def iteration() -> None:
+            sites, uniforms = torch_impl.sampler.draw_proposals(
+                generator, n_sweeps, config.n_sites, config.n_chains)
+            weight, hidden_bias, visible_bias = torch_impl.sampler.rbm_arrays(model)
+            chains = torch_impl.sampler.sample_rbm(weight, hidden_bias, visible_bias, state["s"],
+                                                   sites, uniforms, N_DISCARD,
+                                                   config.samples_per_chain)
+            state["s"] = chains.last
+            samples = chains.samples.reshape(-1, config.n_sites)
+            torch_impl.vmc.step(model, optimizer, ham, s=samples, diag_shift=DIAG_SHIFT)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                iteration()
+            target.torch_sync()
+
+        run(1)
+        return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
+
+    return build
+
+
+def _torch_fast_sr_solve(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, s = _torch_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+        o_matrix = fast_torch_vmc.real_jacobian(model, s)
+        e_loc = torch_impl.local_energy.local_energy(model, ham, s)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                fast_torch_vmc.sr_direction(o_matrix, e_loc, DIAG_SHIFT)
+            target.torch_sync()
+
+        run(1)
+        return Variant("torch fast", "torch", run,
+                       note="benchmarks.fast_torch_vmc.sr_direction: real O, Cholesky in the "
+                            "smaller of parameter and sample space")
+
+    return build
+
+
+def _torch_fast_iteration(config: NqsConfig, target: Target, compiled: bool):
+    def build() -> Variant:
+        model = torch_model(config, target)
+        ham = hamiltonian(config.n_sites)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        generator = torch.Generator().manual_seed(0)
+        iteration = fast_torch_vmc.make_iteration(
+            model, ham, optimizer, generator, n_chains=config.n_chains,
+            samples_per_chain=config.samples_per_chain, n_discard=N_DISCARD,
+            diag_shift=DIAG_SHIFT, compiled_proposal=compiled)
+        state = {"s": torch_impl.sampler.random_configurations(
+            generator, config.n_chains, config.n_sites).to(target.torch_device)}
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                state["s"] = iteration(state["s"])
+            target.torch_sync()
+
+        compile_s = timed_first_call(run) if compiled else None
+        run(1)
+        if compiled:
+            return Variant("torch compile", "torch", run, items_per_call=config.n_samples,
+                           compile_s=compile_s,
+                           note="benchmarks.fast_torch_vmc with the proposal step under "
+                                "torch.compile(fullgraph=True)")
+        return Variant("torch fast", "torch", run, items_per_call=config.n_samples,
+                       note="benchmarks.fast_torch_vmc: eager sampler without a host read "
+                            "per proposal, real O, Cholesky SR")
+
+    return build
+
+
+# --- JAX -----------------------------------------------------------------------
+
+def _jax_estimate_parts(config: NqsConfig, target: Target):
+    model, variables = flax_model_and_variables(config, target)
+    s = target.to_jax(random_spins(config, config.n_samples), DTYPE)
+    return model, variables["params"], s
+
+
+def _jax_energy_grad(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, params, s = _jax_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                result = flax_impl.vmc.estimate(model, params, ham, s)
+            jax.block_until_ready(result.direction)
+
+        compile_s = timed_first_call(run)
+        return Variant("jax twin", "jax", run, items_per_call=config.n_samples, compile_s=compile_s,
+                       note="flax_impl.vmc.estimate: compiled statistics, host-side unflatten")
+
+    return build
+
+
+def _jax_sr_solve(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, params, s = _jax_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+        weights = jnp.full((config.n_samples,), 1.0 / config.n_samples)
+        o_matrix = flax_impl.vmc.real_parameter_jacobian(
+            flax_impl.vmc.log_derivatives(model, params, s), params)
+        e_loc = flax_impl.local_energy.local_energy(
+            functools.partial(model.apply, {"params": params}), ham, s)
+        _, _, gradient = flax_impl.vmc.energy_and_gradient(o_matrix, e_loc, weights)
+        sr_matrix = jax.jit(flax_impl.vmc.sr_matrix)
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                direction = flax_impl.vmc.sr_solve(sr_matrix(o_matrix, weights), gradient,
+                                                   DIAG_SHIFT)
+            direction.block_until_ready()
+
+        compile_s = timed_first_call(run)
+        return Variant("jax twin", "jax", run, compile_s=compile_s,
+                       note="jit(sr_matrix) on complex O, then sr_solve: host condition "
+                            "number (SVD) and LU solve")
+
+    return build
+
+
+def _jax_fused_sr_solve(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, params, s = _jax_estimate_parts(config, target)
+        ham = hamiltonian(config.n_sites)
+        o_matrix = fused_vmc.real_jacobian(model, params, s)
+        e_loc = flax_impl.local_energy.local_energy(
+            functools.partial(model.apply, {"params": params}), ham, s)
+        direction_fn = jax.jit(functools.partial(fused_vmc.sr_direction, diag_shift=DIAG_SHIFT))
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                direction = direction_fn(o_matrix, e_loc)
+            direction.block_until_ready()
+
+        compile_s = timed_first_call(run)
+        return Variant("jax fused", "jax", run, compile_s=compile_s,
+                       note="benchmarks.fused_vmc.sr_direction: real O, Cholesky in the "
+                            "smaller of parameter and sample space")
+
+    return build
+
+
+def _jax_sampler_state(config: NqsConfig, target: Target):
+    key = jax.device_put(jax.random.key(0), target.jax_device)
+    start = flax_impl.sampler.random_configurations(jax.random.key(1), config.n_chains,
+                                                    config.n_sites)
+    return {"key": key, "s": jax.device_put(start, target.jax_device)}
+
+
+def _jax_iteration(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, variables = flax_model_and_variables(config, target)
+        ham = hamiltonian(config.n_sites)
+        optimizer = optax.sgd(LEARNING_RATE)
+        draw = jax_proposal_drawer(config)
+
+        def draw_and_sample(key, params, s):
+            key, sites, uniforms = draw(key)
+            rbm = flax_impl.sampler.rbm_arrays({"params": params})
+            chains = flax_impl.sampler.sample_rbm(*rbm, s, sites, uniforms, N_DISCARD,
+                                                  config.samples_per_chain)
+            return key, chains.samples.reshape(-1, config.n_sites), chains.last
+
+        state = _jax_sampler_state(config, target)
+        state["params"] = variables["params"]
+        state["opt_state"] = optimizer.init(state["params"])
+
+        def run(calls: int) -> None:
+            for _ in range(calls):
+                state["key"], samples, state["s"] = draw_and_sample(state["key"], state["params"],
+                                                                     state["s"])
+                state["params"], state["opt_state"], _ = flax_impl.vmc.step(
+                    model, optimizer, state["params"], state["opt_state"], ham, s=samples,
+                    diag_shift=DIAG_SHIFT)
+            jax.block_until_ready(state["params"])
+
+        compile_s = timed_first_call(run)
+        run(1)
+        return Variant("jax twin", "jax", run, items_per_call=config.n_samples,
+                       compile_s=compile_s,
+                       note="jitted sampler, then flax_impl.vmc.step (compiled statistics, "
+                            "host-side SR solve, eager optax update)")
+
+    return build
+
+
+def _jax_fused_iteration(config: NqsConfig, target: Target):
+    def build() -> Variant:
+        model, variables = flax_model_and_variables(config, target)
+        ham = hamiltonian(config.n_sites)
+        optimizer = optax.sgd(LEARNING_RATE)
+        iteration = fused_vmc.make_iteration(
+            model, ham, optimizer, n_chains=config.n_chains,
+            samples_per_chain=config.samples_per_chain, n_discard=N_DISCARD,
+            diag_shift=DIAG_SHIFT)
+        state = _jax_sampler_state(config, target)
+        state["params"] = variables["params"]
+        state["opt_state"] = optimizer.init(state["params"])
+
+        def run(calls: int) -> None:
+            params, opt_state, key, s = (state["params"], state["opt_state"], state["key"],
+                                         state["s"])
+            for _ in range(calls):
+                params, opt_state, key, s, _ = iteration(params, opt_state, key, s)
+            state.update(params=params, opt_state=opt_state, key=key, s=s)
+            jax.block_until_ready(params)
+
+        compile_s = timed_first_call(run)
+        run(1)
+        return Variant("jax fused", "jax", run, items_per_call=config.n_samples,
+                       compile_s=compile_s,
+                       note="benchmarks.fused_vmc: the whole iteration in one donated jit, "
+                            "real O, Cholesky SR")
+
+    return build
+
+
+def _guard_size(builder, n_params: int, limit: int, what: str):
+    """Wrap ``builder`` so that it raises ``SkipVariant`` above ``limit`` parameters."""
+    if n_params <= limit:
+        return builder
+
+    def skip() -> Variant:
+        raise SkipVariant(f"{what} with P = {n_params} parameters is above the {limit} this "
+                          "harness runs (time and memory grow as P^2 to P^3)")
+    return skip
+
+
+# The twins form S (P x P) explicitly and take its condition number by SVD.
+MAX_TWIN_SR_PARAMS = 2200
+# The fused path forms at most a min(P, B)^2 matrix but still a (B, P) O.
+MAX_FUSED_SR_PARAMS = 20_000
+# Per-sample gradients: a (B, P) complex O in both twins.
+MAX_JACOBIAN_PARAMS = 20_000
+
+
+def stage_builders(config: NqsConfig, target: Target, torch_compile: bool = False):
+    """Return ``[(stage, builders, work)]`` for the VMC stages of ``config``.
+
+    ``torch_compile`` adds the compiled-proposal torch iteration.
+    """
+    p = config.n_params
+    twin_sr = functools.partial(_guard_size, n_params=p, limit=MAX_TWIN_SR_PARAMS,
+                                what="the twins' SR (explicit S, SVD condition number)")
+    fused = functools.partial(_guard_size, n_params=p, limit=MAX_FUSED_SR_PARAMS,
+                              what="the fused SR")
+    jacobian = functools.partial(_guard_size, n_params=p, limit=MAX_JACOBIAN_PARAMS,
+                                 what="the per-sample gradients")
+    iteration = [("jax twin", twin_sr(_jax_iteration(config, target))),
+                 ("jax fused", fused(_jax_fused_iteration(config, target))),
+                 ("torch eager", twin_sr(_torch_iteration(config, target))),
+                 ("torch fast", fused(_torch_fast_iteration(config, target, compiled=False)))]
+    if torch_compile:
+        iteration.append(("torch compile", fused(_torch_fast_iteration(config, target,
+                                                                       compiled=True))))
+    return [
+        ("energy+grad", [("jax twin", jacobian(_jax_energy_grad(config, target))),
+                         ("torch eager", jacobian(_torch_energy_grad(config, target)))], None),
+        ("sr solve", [("jax twin", twin_sr(_jax_sr_solve(config, target))),
+                      ("jax fused", fused(_jax_fused_sr_solve(config, target))),
+                      ("torch eager", twin_sr(_torch_sr_solve(config, target))),
+                      ("torch fast", fused(_torch_fast_sr_solve(config, target)))],
+         sr_work(config)),
+        ("vmc iteration", iteration, None),
+    ]
+
+
+def sr_work(config: NqsConfig) -> dict:
+    """FLOPs of the SR solve with a real O: forming the smaller Gram matrix and its Cholesky."""
+    p, b = config.n_params, config.n_samples
+    small = min(p, b)
+    return {"flops": 2 * b * p * small + small**3 // 3}
+
+
+# --- NetKet --------------------------------------------------------------------
+
+def netket_builder(config: NqsConfig, python: str | None, path: str, info: dict):
+    """Return a builder for the NetKet peer on ``config``, run by interpreter ``python``.
+
+    The peer's start-up report (versions, parameter count, sampler settings)
+    is stored in ``info``.
+    """
+
+    def build() -> Variant:
+        if python is None:
+            raise SkipVariant("NetKet is not installed: create .venv-netket (python3 -m venv "
+                              ".venv-netket && .venv-netket/bin/pip install netket) or pass "
+                              "--netket-python")
+        command = [python, path, "--spins", str(config.n_sites), "--alpha", str(config.alpha),
+                   "--chains", str(config.n_chains), "--samples", str(config.n_samples),
+                   "--diag-shift", str(DIAG_SHIFT), "--learning-rate", str(LEARNING_RATE)]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+        except OSError as error:
+            raise SkipVariant(f"cannot start the NetKet peer with {python}: {error}") from error
+        ready_line = process.stdout.readline()
+        if not ready_line:
+            stderr = process.stderr.read()[-2000:]
+            process.wait(timeout=10)
+            raise SkipVariant(f"the NetKet peer exited with status {process.returncode}: {stderr}")
+        ready = json.loads(ready_line)
+        info.update(ready)
+
+        def run(calls: int) -> float:
+            process.stdin.write(json.dumps({"iterations": calls}) + "\n")
+            process.stdin.flush()
+            reply = json.loads(process.stdout.readline())
+            if reply["compiles"]:
+                raise RuntimeError(f"NetKet compiled {reply['compiles']} times after warm-up")
+            return reply["elapsed_s"]
+
+        def close() -> None:
+            process.stdin.write("\n")
+            process.stdin.flush()
+            process.wait(timeout=60)
+
+        note = (f"NetKet {ready['netket']} (JAX {ready['jax']}) in its own process; "
+                f"{ready['n_params']} parameters, sweep {ready['sweep_size']}, "
+                f"{ready['n_discard_per_chain']} discarded per chain")
+        return Variant("netket", "netket", run, items_per_call=config.n_samples,
+                       compile_s=ready["first_iteration_s"], note=note, close=close,
+                       peak_rss_mb=round(ready["peak_rss_mb"], 1))
+
+    return build
+
+
+def peer_configs(quick: bool) -> list[NqsConfig]:
+    """Return NetKet's comparison configurations: 16 chains, 1008 samples, alpha = 1."""
+    sizes = (20,) if quick else (20, 40, 80)
+    return [NqsConfig(n, 1, 1008, 16) for n in sizes]
+
+
+def many_chains_config(quick: bool) -> NqsConfig:
+    """Return the N = 20 configuration with 1024 chains (16 samples each; 4 with --quick)."""
+    return NqsConfig(20, 1, 1024 * (4 if quick else 16), 1024)
+
+
+# Limits on (variant time / reference time) that the targets set.
+TARGET_LIMITS = {
+    ("jax", 20): 0.5,
+    ("jax", 80): 0.7,
+    ("torch", 20): 1.0,
+}
+MANY_CHAINS_LIMIT = 1.2
+
+
+def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: float,
+                        torch_compile: bool, netket_python: str | None,
+                        log=print) -> tuple[list[CaseResult], list[dict], dict]:
+    """Time the whole VMC iteration of both twins and NetKet; return (cases, targets, metadata).
+
+    NetKet runs on the CPU in its own process, whatever ``target`` is; with
+    ``--device cuda`` the ratios compare a GPU twin with a CPU NetKet.
+    """
+    peer_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netket_peer.py")
+    cases, targets = [], []
+    meta = {"python": netket_python, "device": "cpu"}
+    for config in peer_configs(quick):
+        info: dict = {}
+        builders = [("netket", netket_builder(config, netket_python, peer_path, info))]
+        for stage, stage_list, _ in stage_builders(config, target, torch_compile):
+            if stage == "vmc iteration":
+                builders += stage_list
+        params = {"stage": "vmc iteration vs netket", **asdict(config), "dtype": DTYPE}
+        case = run_case("netket", f"vmc iteration {config.label()}", params, builders,
+                        rounds=rounds, block_s=block_s, reference="netket", log=log)
+        cases.append(case)
+        log(_summary(case))
+        meta.setdefault("runs", []).append({"n_sites": config.n_sites, **info})
+        for skipped in case.skipped:
+            if skipped["name"] == "netket":
+                meta["skipped"] = skipped["reason"]
+        targets += _peer_targets(case, config)
+
+    config = many_chains_config(quick)
+    builders = [stage_list for stage, stage_list, _ in stage_builders(config, target)
+                if stage == "vmc iteration"][0]
+    params = {"stage": "vmc iteration, many chains", **asdict(config), "dtype": DTYPE}
+    case = run_case("netket", f"vmc iteration {config.label()}", params, builders,
+                    rounds=rounds, block_s=block_s, reference="jax twin", log=log)
+    cases.append(case)
+    log(_summary(case))
+    rows = {row["variant"]: row for row in case.results}
+    for variant, reference in (("torch eager", "jax twin"), ("torch fast", "jax fused")):
+        if variant in rows and reference in rows:
+            ratio = rows[variant]["unit_s"] / rows[reference]["unit_s"]
+            targets.append({
+                "name": f"{variant} / {reference}, VMC iteration, {config.label()}",
+                "measured": ratio, "limit": MANY_CHAINS_LIMIT, "met": ratio <= MANY_CHAINS_LIMIT,
+                "detail": _detail(rows[variant], rows[reference])})
+    return cases, targets, meta
+
+
+def _peer_targets(case: CaseResult, config: NqsConfig) -> list[dict]:
+    rows = {row["variant"]: row for row in case.results}
+    targets = []
+    netket = rows.get("netket")
+    variants = (("jax twin", "jax"), ("jax fused", "jax"), ("torch eager", "torch"),
+                ("torch fast", "torch"), ("torch compile", "torch"))
+    for variant, framework in variants:
+        limit = TARGET_LIMITS.get((framework, config.n_sites))
+        name = f"{variant} / netket, VMC iteration, N={config.n_sites}"
+        if netket is None or variant not in rows:
+            if limit is not None:
+                reason = ("NetKet did not run" if netket is None
+                          else f"{variant} did not run: " + next(
+                              (s["reason"] for s in case.skipped if s["name"] == variant), "skipped"))
+                targets.append({"name": name, "measured": None, "limit": limit, "met": None,
+                                "detail": reason})
+            continue
+        ratio = rows[variant]["unit_s"] / netket["unit_s"]
+        targets.append({"name": name, "measured": ratio, "limit": limit,
+                        "met": None if limit is None else ratio <= limit,
+                        "detail": _detail(rows[variant], netket)})
+    return targets
+
+
+def _detail(row: dict, reference: dict) -> str:
+    return (f"{row['variant']} {row['unit_s'] * 1e3:.1f} ms, {reference['variant']} "
+            f"{reference['unit_s'] * 1e3:.1f} ms per iteration (medians, same run)")
+
+
+def _summary(case: CaseResult) -> str:
+    parts = [f"{row['variant']} {row['unit_s'] * 1e3:.1f}ms" for row in case.results]
+    return f"  {case.case}: " + ", ".join(parts)
