@@ -183,7 +183,7 @@ def test_independent_samplers_match_born_rule(complex_params):
     _assert_matches_born_probabilities(run.samples, log_psi_exact, "flax_rbm")
 
 
-def test_born_rule_check_rejects_psi_instead_of_psi_squared():
+def test_born_check_rejects_abs_psi():
     """Samples drawn from |psi| instead of |psi|^2 fail the same check."""
     n_sites, n_chains, n_discard, n_samples = 6, 64, 20, 250
     model, _, _ = _rbm_pair(20, n_sites, complex_params=False, scale=0.5)

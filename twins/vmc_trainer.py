@@ -17,9 +17,9 @@ previous iteration. It then computes E_loc, reports its statistics
 before the step, as NetKet reports it.
 
 A collapsed state, every chain stuck on one configuration, is detected
-(acceptance 0 and E_loc variance 0) and stops the run with a message that
-says so: its energy is that of one classical configuration and its gradient
-vanishes, so training cannot leave it.
+(acceptance 0 and E_loc variance 0) and stops the run with a message. Its
+energy is that of one classical configuration and its gradient vanishes, so
+training cannot leave it.
 """
 
 import json
@@ -107,6 +107,13 @@ class VMCConfig:
         if self.sr and not self.diag_shift > 0:
             raise ValueError(f"SR needs a positive diagonal shift, got {self.diag_shift}; "
                              f"S has rank at most n_samples - 1, so try 0.01")
+        if self.estimator == "exact":
+            from torch_impl.vmc import MAX_EXACT_SITES as max_exact
+
+            if self.n_sites > max_exact:
+                raise ValueError(f"the exact estimator sums over all 2^N configurations and "
+                                 f"is limited to N <= {max_exact}, got n_sites={self.n_sites}; "
+                                 f"use --estimator mc")
         if self.model == "ffn" and self.complex_params:
             raise ValueError("the FFN ansatz has real parameters and a complex output; "
                              "drop --complex or use --model rbm")
@@ -365,8 +372,8 @@ class VMCTrainer:
         """
         if self.log_path is None:
             return
-        kept = [json.dumps(record) + "\n" for record in self.history]
-        write_atomically(self.log_path, "".join(kept).encode("utf-8"))
+        lines = [json.dumps(record) + "\n" for record in self.history]
+        write_atomically(self.log_path, "".join(lines).encode("utf-8"))
 
     def save_checkpoint(self) -> None:
         """Write parameters, optimizer state, chains and RNG state atomically."""

@@ -48,7 +48,7 @@ def add_parser(subparsers):
     training.add_argument("--framework", choices=[*FRAMEWORKS, "both"], default="both",
                           help="which twin to train (default: %(default)s)")
     training.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer,
-                          help="sgd: theta -= lr * update; adam: torch.optim.Adam / optax.adam "
+                          help="sgd: theta -= lr * update; adam: torch.optim.Adam and its optax twin "
                                "(default: %(default)s)")
     training.add_argument("--no-sr", action="store_false", dest="sr",
                           help="use the plain energy gradient instead of stochastic "
@@ -160,7 +160,8 @@ def save_plot(path: str, results: list[TrainResult], exact: float | None, title:
         top.axhline(exact, color="black", linestyle="--", linewidth=1, label=f"exact {exact:.6f}")
         axes[1, 0].set_ylabel("|E - E0| / |E0|")
     top.set_ylabel("energy")
-    top.set_title(title)
+    # The description is long: the system on the first line, the method on the second.
+    top.set_title(title.replace("; ", "\n", 1), fontsize=10)
     top.legend()
     axes[-1, 0].set_xlabel("iteration")
     figure.tight_layout()
