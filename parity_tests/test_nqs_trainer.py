@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from twins import cli
 from twins.hamiltonians import ising_chain_ground_energy
@@ -121,6 +122,21 @@ def test_collapsed_state_reported(framework):
     assert "nan" not in result.message.lower()
     exact = ising_chain_ground_energy(20)
     assert abs(-20.0 - exact) / abs(exact) == pytest.approx(0.215, abs=1e-3)
+
+
+def test_collapse_keeps_earlier_checkpoint(tmp_path):
+    """The collapsed state is not saved; the message points at the last good checkpoint."""
+    _run(dataclasses.replace(TINY, iterations=2), "torch", out_dir=tmp_path)
+    trainer = VMCTrainer(TINY, "torch", out_dir=tmp_path, checkpoint_every=1)
+    trainer.load_checkpoint()
+    _force_ordered_state(trainer)
+    result = trainer.run(progress=False)
+
+    assert result.status == "collapsed"
+    assert "checkpoint of iteration 2" in result.message
+    with safe_open(str(tmp_path / "torch.ckpt.safetensors"), framework="numpy") as reader:
+        assert reader.metadata()["iteration"] == "2"
+        assert (np.abs(reader.get_tensor("params/visible_bias")) < 1.0).all()
 
 
 def test_cli_collapse_message(capsys, tmp_path, monkeypatch):

@@ -178,15 +178,23 @@ class TrainResult:
 
 
 def collapse_message(stats: Stats, acceptance: float | None, framework: str,
-                     iteration: int) -> str:
-    """Explain a collapsed state in words, with the numbers that show it."""
+                     iteration: int, checkpoint_iteration: int | None = None) -> str:
+    """Explain a collapsed state in words, with the numbers that show it.
+
+    ``checkpoint_iteration`` is the iteration of the last checkpoint, which
+    the trainer keeps from before the collapse; None when there is none.
+    """
     energy = stats.mean.real if isinstance(stats.mean, complex) else stats.mean
+    if checkpoint_iteration is None:
+        restart = "then restart"
+    else:
+        restart = (f"then restart, or resume from the checkpoint of iteration "
+                   f"{checkpoint_iteration} (written before the collapse)")
     return (f"{framework}: collapsed at iteration {iteration}: every Markov chain is stuck on one "
             f"configuration (acceptance {acceptance:.3f}, energy variance {stats.variance:g}, "
             f"R-hat undefined). E = {energy:.6f} is the energy of that single configuration, "
             f"not a variational estimate, and the gradient vanishes there. Lower the learning "
-            f"rate or raise the SR diagonal shift, then restart or resume from an earlier "
-            f"checkpoint.")
+            f"rate or raise the SR diagonal shift, {restart}.")
 
 
 def is_collapsed(stats: Stats, acceptance: float | None) -> bool:
@@ -253,6 +261,7 @@ class VMCTrainer:
                                -1.0, 1.0)
         self.iteration = 0
         self.history: list[dict] = []
+        self.checkpoint_iteration: int | None = None
 
     # --- one iteration --------------------------------------------------------
 
@@ -315,11 +324,15 @@ class VMCTrainer:
                 if is_collapsed(last_stats, last_acceptance):
                     status = "collapsed"
                     message = collapse_message(last_stats, last_acceptance, self.framework,
-                                               self.iteration - 1)
+                                               self.iteration - 1,
+                                               self.checkpoint_iteration)
                     break
                 if self.checkpoint_every and self.iteration % self.checkpoint_every == 0:
                     self.save_checkpoint()
-        self.save_checkpoint()
+        # A collapsed state is not saved: the last checkpoint stays the one
+        # to resume from.
+        if status != "collapsed":
+            self.save_checkpoint()
 
         if status == "collapsed":
             final, final_acceptance = last_stats, last_acceptance
@@ -396,6 +409,7 @@ class VMCTrainer:
             "backend": json.dumps(metadata),
         }
         write_atomically(self.checkpoint_path, safetensors_bytes(tensors, metadata=header))
+        self.checkpoint_iteration = self.iteration
 
     def load_checkpoint(self) -> None:
         """Restore the state written by ``save_checkpoint``; the config must match."""
@@ -427,7 +441,7 @@ class VMCTrainer:
             tensors[key] = pair[..., 0] + 1j * pair[..., 1]
         self.chains = tensors.pop("sampler/chains")
         self.rng.bit_generator.state = json.loads(header["rng"])
-        self.iteration = int(header["iteration"])
+        self.iteration = self.checkpoint_iteration = int(header["iteration"])
         self.history = json.loads(header["history"])
         self.backend.load_state(tensors, json.loads(header["backend"]))
 

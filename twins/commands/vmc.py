@@ -1,5 +1,6 @@
 """``twins vmc``: train the torch and Flax twins of an NQS by VMC and compare with exact energies."""
 
+import math
 import os
 import sys
 import tempfile
@@ -123,8 +124,13 @@ def summary_table(results: list[TrainResult], exact: float | None) -> Table:
         table.add_row(result.framework, format_value_error(energy, final.error_of_mean),
                       "n/a" if exact is None else f"{exact:.10f}", relative,
                       f"{final.variance:.3e}", r_hat, acceptance,
-                      f"{1e3 * result.seconds_per_iteration:.1f} ms", result.status)
+                      _format_milliseconds(result.seconds_per_iteration), result.status)
     return table
+
+
+def _format_milliseconds(seconds: float) -> str:
+    # A resumed run that had nothing left to do timed no iteration.
+    return f"{1e3 * seconds:.1f} ms" if math.isfinite(seconds) else "n/a"
 
 
 def save_plot(path: str, results: list[TrainResult], exact: float | None, title: str) -> None:
