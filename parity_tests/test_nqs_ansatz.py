@@ -19,10 +19,11 @@ N_SITES = 6
 BATCH = 16
 
 # Same IEEE operations on both sides; a dot product of N terms and a sum of
-# H log cosh terms differ in summation order only.
+# H log cosh terms differ in summation order only. Measured worst: 4.2e-16.
 FLOAT64_LOG_PSI = 1e-12
-# float32 eps is 1.2e-7; the sums above accumulate a few tens of ulps.
-FLOAT32_LOG_PSI = 2e-6
+# float32 eps is 1.2e-7, and the sums above round a few times. Measured
+# worst: 4.1e-7 (complex RBM).
+FLOAT32_LOG_PSI = 5e-6
 
 CASES = list(TORCH_DTYPES)
 
@@ -81,7 +82,7 @@ def test_log_cosh_branch_differs_by_two_pi():
     assert principal == pytest.approx(-0.5220555846 - 1.001394202j, abs=1e-9)
     assert stable == pytest.approx(-0.5220555846 + 5.281791105j, abs=1e-9)
     assert stable.imag - principal.imag == pytest.approx(2 * math.pi, abs=1e-12)
-    assert abs(np.exp(stable) - np.exp(principal)) < 1e-15 * abs(np.exp(principal)) * 10
+    assert abs(np.exp(stable) - np.exp(principal)) < 1e-14 * abs(np.exp(principal))
     assert wrapped_difference(stable, principal) < 1e-12
     flax_stable = complex(flax_ansatz.log_cosh(jnp.asarray(z, dtype=jnp.complex128)))
     assert flax_stable == pytest.approx(stable, abs=1e-14)
