@@ -25,22 +25,6 @@ def _snippets() -> list[tuple[str, str]]:
 
 SNIPPETS = _snippets()
 
-# (docs file, text in the snippet) -> why it cannot run as written.
-KNOWN_BROKEN = {
-    ("optimizers.md", 'torch_to_optax("AdamW"'):
-        "the snippet uses `variables` and `grads` without defining them",
-}
-
-
-def _snippet_params():
-    params = []
-    for name, code in SNIPPETS:
-        marks = [pytest.mark.xfail(strict=True, raises=NameError, reason=reason)
-                 for (file, text), reason in KNOWN_BROKEN.items()
-                 if name.startswith(f"{file}:") and text in code]
-        params.append(pytest.param(code, id=name, marks=marks))
-    return params
-
 
 def test_docs_have_snippets():
     assert len(SNIPPETS) >= 2 * len(CONCEPTS)
@@ -53,7 +37,7 @@ def test_concepts_md_fences_are_python():
     assert languages == {"python"}, languages
 
 
-@pytest.mark.parametrize("code", _snippet_params())
+@pytest.mark.parametrize("code", [code for _, code in SNIPPETS], ids=[name for name, _ in SNIPPETS])
 def test_docs_snippet_runs(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a snippet that writes files writes them here
     exec(compile(code, "<docs snippet>", "exec"), {"__name__": "__docs_snippet__"})
