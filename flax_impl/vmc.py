@@ -131,15 +131,25 @@ def energy_and_gradient(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.
     energy = jnp.sum(weights * e_loc)
     centred = e_loc - energy
     variance = jnp.sum(weights * jnp.abs(centred) ** 2)
-    gradient = 2.0 * jnp.real(o_matrix.conj().T @ (weights * centred).astype(o_matrix.dtype))
+    gradient = 2.0 * _real_inner(o_matrix, weights[:, None] * centred[:, None])[:, 0]
     return jnp.real(energy), variance, gradient
 
 
 def sr_matrix(o_matrix: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
     """Return S = Re <conj(O - <O>)^T (O - <O>)>, real symmetric (P, P)."""
-    weights = weights.astype(o_matrix.dtype)
-    centred = o_matrix - weights @ o_matrix
-    return jnp.real(centred.conj().T @ (weights[:, None] * centred))
+    centred = o_matrix - jnp.sum(weights[:, None] * o_matrix, axis=0)
+    return _real_inner(centred, weights[:, None] * centred)
+
+
+def _real_inner(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """Return Re(conj(a)^T b) for complex a (B, P) and real or complex b (B, K).
+
+    Re(conj(a)^T b) = Re(a)^T Re(b) + Im(a)^T Im(b): two real products, half
+    the work of the complex product whose imaginary part would be dropped.
+    """
+    if not jnp.iscomplexobj(b):
+        return a.real.T @ b
+    return a.real.T @ b.real + a.imag.T @ b.imag
 
 
 def sr_solve(s_matrix: jnp.ndarray, gradient: jnp.ndarray, diag_shift: float,

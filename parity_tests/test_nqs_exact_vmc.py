@@ -34,13 +34,13 @@ from twins.hamiltonians import Heisenberg, TransverseFieldIsing, all_configurati
 from twins.lattice import chain, square
 
 # Same IEEE operations on both sides, summed in a different order: a few
-# ulps. Measured worst: 1.1e-15 (E_loc), 2.3e-15 (gradient).
+# ulps. Measured worst: 1.1e-15 (E_loc), 2.4e-15 (gradient).
 FLOAT64_VALUE = 1e-12
 # The SR solve multiplies rounding by the condition number of S + shift
 # (up to ~1e3 with shift 0.01). Measured worst: 3.1e-13.
 FLOAT64_SR = 1e-10
 # Each step passes the SR solve's ~1e-13 difference on to the next. Measured
-# worst over 200 steps: 4.1e-12 (SGD + SR), 4.3e-14 (Adam).
+# worst over 200 steps: 7.1e-12 (SGD + SR), 4.7e-14 (Adam).
 FLOAT64_TRAJECTORY = 1e-10
 # float32 eps is 1.2e-7. Measured worst: 2.3e-7 (O), 3.3e-7 (E_loc, which
 # multiplies exp of a log psi difference), 1.3e-6 (gradient, a sum of 2^N
@@ -48,7 +48,7 @@ FLOAT64_TRAJECTORY = 1e-10
 FLOAT32_VALUE = 5e-6
 FLOAT32_GRADIENT = 2e-5
 # float32 eps times the condition number (~1e3) of S + 0.01 I. Measured
-# worst: 1.1e-4.
+# worst: 1.8e-4.
 FLOAT32_SR = 1e-3
 # 50 SR steps in float32, each passing the solve's ~1e-4 difference on.
 # Measured worst: 3.2e-4 (parameters), 4.9e-7 (energies).

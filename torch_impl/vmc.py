@@ -118,15 +118,25 @@ def energy_and_gradient(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: to
     energy = torch.sum(weights * e_loc)
     centred = e_loc - energy
     variance = torch.sum(weights * centred.abs() ** 2)
-    gradient = 2.0 * (o_matrix.conj().T @ (weights * centred).to(o_matrix.dtype)).real
+    gradient = 2.0 * _real_inner(o_matrix, weights[:, None] * centred[:, None])[:, 0]
     return energy.real, variance, gradient
 
 
 def sr_matrix(o_matrix: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Return S = Re <conj(O - <O>)^T (O - <O>)>, real symmetric (P, P)."""
-    weights = weights.to(o_matrix.dtype)
-    centred = o_matrix - weights @ o_matrix
-    return (centred.conj().T @ (weights[:, None] * centred)).real
+    centred = o_matrix - torch.sum(weights[:, None] * o_matrix, dim=0)
+    return _real_inner(centred, weights[:, None] * centred)
+
+
+def _real_inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Return Re(conj(a)^T b) for complex a (B, P) and real or complex b (B, K).
+
+    Re(conj(a)^T b) = Re(a)^T Re(b) + Im(a)^T Im(b): two real products, half
+    the work of the complex product whose imaginary part would be dropped.
+    """
+    if not b.is_complex():
+        return a.real.T @ b
+    return a.real.T @ b.real + a.imag.T @ b.imag
 
 
 def sr_solve(s_matrix: torch.Tensor, gradient: torch.Tensor, diag_shift: float,
