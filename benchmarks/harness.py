@@ -69,7 +69,7 @@ class Variant:
         steps_per_call: steps of the case's work one call does (a scanned loop
             does many); the per-step time ``unit_s`` is what ratios compare.
         note: anything a reader must know about this variant's numbers.
-        close: called once after the case, to free what ``run`` holds (the
+        close: called once after the case to release what ``run`` uses (the
             NetKet peer's process).
     """
 
@@ -348,4 +348,4 @@ def _throughput(work: dict | None, seconds: float, peaks: dict | None) -> dict:
 
 
 class SkipVariant(Exception):
-    """Raised by a variant builder that cannot run here; the message says why."""
+    """Raised by a variant builder that cannot run here; the message gives the reason."""

@@ -100,7 +100,8 @@ def random_spins(config: NqsConfig, count: int, seed: int = 0) -> np.ndarray:
 def _torch_sampler(config: NqsConfig, target: Target, cached: bool):
     def build() -> Variant:
         model = torch_model(config, target)
-        generator = torch.Generator(device=target.torch_device).manual_seed(0)
+        # The twins draw proposals and starts on the CPU; sample_rbm moves them to the device.
+        generator = torch.Generator().manual_seed(0)
         state = {"s": torch_impl.sampler.random_configurations(
             generator, config.n_chains, config.n_sites).to(target.torch_device)}
         weight, hidden_bias, visible_bias = torch_impl.sampler.rbm_arrays(model)

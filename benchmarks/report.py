@@ -58,7 +58,8 @@ def run_metadata(args, target, argv: list[str]) -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "xla_threads": "XLA:CPU uses every core it is given; there is no per-process setting",
         "env": {key: os.environ.get(key) for key in
-                ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")},
+                ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS",
+                 "JAX_PLATFORMS")},
         "jax_devices": [str(device) for device in jax.devices()],
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
         "loadavg_start": [round(value, 2) for value in os.getloadavg()],
@@ -78,6 +79,7 @@ def write_json(path: str, data: dict) -> None:
     with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
         json.dump(data, handle, indent=1, default=_json_default)
         handle.write("\n")
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(handle.name, path)
 
 
@@ -87,6 +89,7 @@ def write_text(path: str, text: str) -> None:
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
         handle.write(text)
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(handle.name, path)
 
 
@@ -142,16 +145,24 @@ def markdown(data: dict) -> str:
         for target in data["targets"]:
             measured = "" if target["measured"] is None else f"{target['measured']:.2f}"
             limit = "" if target["limit"] is None else f"{target['limit']:.2f}"
-            met = {True: "yes", False: "no", None: "not measured"}[target["met"]]
+            if target["measured"] is None:
+                met = "not measured"
+            elif target["limit"] is None:
+                met = "no limit"
+            else:
+                met = "yes" if target["met"] else "no"
             lines.append(f"| {target['name']} | {measured} | {limit} | {met} | {target['detail']} |")
         lines.append("")
     if data["bounds"]:
         lines += ["## What bounds the large cases", "", "| case | variant | GFLOP/s (of peak) | "
                   "GB/s (of stream) | bound |", "| --- | --- | ---: | ---: | --- |"]
         for bound in data["bounds"]:
-            lines.append(f"| {bound['case']} | {bound['variant']} | {bound['gflops']:.2f} "
-                         f"({_percent(bound['flops_fraction'])}) | {bound['gbps']:.2f} "
-                         f"({_percent(bound['bandwidth_fraction'])}) | {bound['bound']} |")
+            gflops = ("" if bound["flops_fraction"] is None
+                      else f"{bound['gflops']:.2f} ({_percent(bound['flops_fraction'])})")
+            gbps = ("" if bound["bandwidth_fraction"] is None
+                    else f"{bound['gbps']:.2f} ({_percent(bound['bandwidth_fraction'])})")
+            lines.append(f"| {bound['case']} | {bound['variant']} | {gflops} | {gbps} | "
+                         f"{bound['bound']} |")
         lines.append("")
     suites = []
     for case in data["cases"]:

@@ -88,7 +88,8 @@ def _torch_iteration(config: NqsConfig, target: Target):
         model = torch_model(config, target)
         ham = hamiltonian(config.n_sites)
         optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-        generator = torch.Generator(device=target.torch_device).manual_seed(0)
+        # The twins draw proposals and starts on the CPU; sample_rbm moves them to the device.
+        generator = torch.Generator().manual_seed(0)
         state = {"s": torch_impl.sampler.random_configurations(
             generator, config.n_chains, config.n_sites).to(target.torch_device)}
         n_sweeps = N_DISCARD + config.samples_per_chain
@@ -315,51 +316,71 @@ def _jax_fused_iteration(config: NqsConfig, target: Target):
     return build
 
 
-def _guard_size(builder, n_params: int, limit: int, what: str):
-    """Wrap ``builder`` so that it raises ``SkipVariant`` above ``limit`` parameters."""
-    if n_params <= limit:
+def _guard(builder, reason: str | None):
+    """Return ``builder``, or one that raises ``SkipVariant(reason)`` when ``reason`` is set."""
+    if reason is None:
         return builder
 
     def skip() -> Variant:
-        raise SkipVariant(f"{what} with P = {n_params} parameters is above the {limit} this "
-                          "harness runs (time and memory grow as P^2 to P^3)")
+        raise SkipVariant(reason)
     return skip
 
 
-# The twins form S (P x P) explicitly and take its condition number by SVD.
-MAX_TWIN_SR_PARAMS = 2200
-# The fused path forms at most a min(P, B)^2 matrix but still a (B, P) O.
-MAX_FUSED_SR_PARAMS = 20_000
-# Per-sample gradients: a (B, P) complex O in both twins.
+def _limit(config: NqsConfig, what: str, max_params: int) -> str | None:
+    """Return why ``what`` is skipped for ``config``, or None when it runs."""
+    p, b = config.n_params, config.n_samples
+    if p > max_params:
+        return (f"{what} with P = {p} parameters is above the {max_params} this harness runs "
+                "(its time grows as P^2 to P^3)")
+    if b * p * 16 > MAX_JACOBIAN_BYTES:
+        return (f"the complex (B, P) = ({b}, {p}) log-derivative matrix would take "
+                f"{b * p * 16 / 2**30:.1f} GiB, above the {MAX_JACOBIAN_BYTES / 2**30:.1f} GiB "
+                "this harness allows")
+    return None
+
+
+# The JAX twin's sr_solve takes the condition number of S + shift with
+# jnp.linalg.cond, an SVD that took about 1 s at P = 440 on this 2-core
+# machine (torch.linalg.cond: about 20 ms); its cost grows as P^3.
+MAX_JAX_TWIN_SR_PARAMS = 1200
+# The torch twin forms S (P x P) from a complex O and also takes its condition
+# number by SVD, but LAPACK's.
+MAX_TORCH_TWIN_SR_PARAMS = 2200
+# The fast paths form at most a min(P, B)^2 matrix but still a (B, P) O.
+MAX_FAST_SR_PARAMS = 20_000
+# Per-sample gradients keep a complex (B, P) O in both twins.
 MAX_JACOBIAN_PARAMS = 20_000
+MAX_JACOBIAN_BYTES = 2**29
 
 
 def stage_builders(config: NqsConfig, target: Target, torch_compile: bool = False):
     """Return ``[(stage, builders, work)]`` for the VMC stages of ``config``.
 
-    ``torch_compile`` adds the compiled-proposal torch iteration.
+    ``torch_compile`` adds the compiled-proposal torch iteration. Variants
+    whose cost would exceed the limits above are listed as skipped, with
+    the reason.
     """
-    p = config.n_params
-    twin_sr = functools.partial(_guard_size, n_params=p, limit=MAX_TWIN_SR_PARAMS,
-                                what="the twins' SR (explicit S, SVD condition number)")
-    fused = functools.partial(_guard_size, n_params=p, limit=MAX_FUSED_SR_PARAMS,
-                              what="the fused SR")
-    jacobian = functools.partial(_guard_size, n_params=p, limit=MAX_JACOBIAN_PARAMS,
-                                 what="the per-sample gradients")
-    iteration = [("jax twin", twin_sr(_jax_iteration(config, target))),
-                 ("jax fused", fused(_jax_fused_iteration(config, target))),
-                 ("torch eager", twin_sr(_torch_iteration(config, target))),
-                 ("torch fast", fused(_torch_fast_iteration(config, target, compiled=False)))]
+    jax_twin = _limit(config, "the JAX twin's SR (explicit S, SVD condition number)",
+                      MAX_JAX_TWIN_SR_PARAMS)
+    torch_twin = _limit(config, "the torch twin's SR (explicit S, SVD condition number)",
+                        MAX_TORCH_TWIN_SR_PARAMS)
+    fast = _limit(config, "the fast SR", MAX_FAST_SR_PARAMS)
+    jacobian = _limit(config, "the per-sample gradients", MAX_JACOBIAN_PARAMS)
+    iteration = [("jax twin", _guard(_jax_iteration(config, target), jax_twin)),
+                 ("jax fused", _guard(_jax_fused_iteration(config, target), fast)),
+                 ("torch eager", _guard(_torch_iteration(config, target), torch_twin)),
+                 ("torch fast", _guard(_torch_fast_iteration(config, target, compiled=False), fast))]
     if torch_compile:
-        iteration.append(("torch compile", fused(_torch_fast_iteration(config, target,
-                                                                       compiled=True))))
+        iteration.append(("torch compile",
+                          _guard(_torch_fast_iteration(config, target, compiled=True), fast)))
     return [
-        ("energy+grad", [("jax twin", jacobian(_jax_energy_grad(config, target))),
-                         ("torch eager", jacobian(_torch_energy_grad(config, target)))], None),
-        ("sr solve", [("jax twin", twin_sr(_jax_sr_solve(config, target))),
-                      ("jax fused", fused(_jax_fused_sr_solve(config, target))),
-                      ("torch eager", twin_sr(_torch_sr_solve(config, target))),
-                      ("torch fast", fused(_torch_fast_sr_solve(config, target)))],
+        ("energy+grad", [("jax twin", _guard(_jax_energy_grad(config, target), jacobian)),
+                         ("torch eager", _guard(_torch_energy_grad(config, target), jacobian))],
+         None),
+        ("sr solve", [("jax twin", _guard(_jax_sr_solve(config, target), jax_twin)),
+                      ("jax fused", _guard(_jax_fused_sr_solve(config, target), fast)),
+                      ("torch eager", _guard(_torch_sr_solve(config, target), torch_twin)),
+                      ("torch fast", _guard(_torch_fast_sr_solve(config, target), fast))],
          sr_work(config)),
         ("vmc iteration", iteration, None),
     ]
