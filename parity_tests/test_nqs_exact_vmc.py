@@ -555,10 +555,10 @@ def test_trajectory_float32_sgd_sr():
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "flax"])
 def test_ffn_learns_heisenberg_signs(framework):
-    # Without the Marshall rule the ground state has signs; the phase head of
-    # the real-parameter FFN has to learn them. NOTE: from torch seeds 0 and 5
-    # this run stalls near 9% and 13% error (a wrong sign structure); seeds
-    # 1 to 4 reach 5e-4 within 40 steps.
+    # Without the Marshall rule the ground state has signs, which the phase
+    # head of the real-parameter FFN has to learn. NOTE: from torch seeds 0
+    # and 5 this run stalls near 9% and 13% error (a wrong sign structure).
+    # Seeds 1 to 4 reach 5e-4 within 40 steps.
     hamiltonian = Heisenberg(chain(12))
     exact = hamiltonian.ground_energy()
     torch_model, flax_model, params = nqs_pairs.ffn_pair(12, torch.float64, alpha=2, seed=1)

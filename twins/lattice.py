@@ -86,9 +86,8 @@ def chain(n_sites: int, pbc: bool = True) -> Lattice:
 def square(length: int, width: int | None = None, pbc: bool = True) -> Lattice:
     """Return the ``length`` x ``width`` square lattice (``width`` defaults to ``length``).
 
-    Site (x, y) has index y * length + x; edges join horizontal and vertical
-    nearest neighbours, wrapping around along an axis of 3 or more sites when
-    ``pbc`` is set.
+    Site (x, y) has index y * length + x. Edges join horizontal and vertical
+    nearest neighbours and, when ``pbc`` is set, wrap around each axis.
     """
     width = length if width is None else width
     _check_extent("length", length, pbc)

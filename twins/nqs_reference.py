@@ -136,7 +136,7 @@ def sr_solve(s_matrix: np.ndarray, gradient: np.ndarray, diag_shift: float,
     """Solve (S + diag_shift I) delta = F for the SR update direction delta (P,).
 
     S is positive semi-definite with rank at most B - 1 for B samples, so it is
-    singular whenever there are fewer samples than parameters; a positive
+    singular whenever there are fewer samples than parameters. A positive
     ``diag_shift`` makes the system positive definite. A non-positive shift
     raises ``ValueError``. If the shifted matrix is still singular to working
     precision (condition number above ``max_condition``), a
