@@ -332,6 +332,33 @@ def test_exact_estimate_parity(dtype_name, kind, hamiltonian_name):
         assert_leaves_close(f"{name} SR direction", direction_leaves, direction, sr_rtol)
 
 
+@pytest.mark.parametrize("kind", ["real", "complex"])
+def test_sampled_estimate_parity(kind):
+    # Monte Carlo batches: repeated configurations, uniform weights 1 / B.
+    hamiltonian = HAMILTONIANS["heisenberg"]
+    torch_model, flax_model, params = nqs_pairs.rbm_pair(
+        N_SITES, TORCH_DTYPES[("float64", kind)], alpha=2, scale=20.0)
+    s = nqs_pairs.configurations(N_SITES, 200, seed=3)
+    flat = reference_params(params)
+    weights = np.full(len(s), 1.0 / len(s))
+    e_loc = hamiltonian.local_energy(functools.partial(reference.rbm_log_psi, flat), s)
+    o_matrix = reference.real_parameter_jacobian(reference.rbm_log_derivatives(flat, s), flat)
+    energy, variance, gradient = reference.energy_and_gradient(o_matrix, e_loc, weights)
+    direction = reference.unflatten_direction(
+        reference.sr_solve(reference.sr_matrix(o_matrix, weights), gradient, 0.01), flat)
+
+    torch_result = torch_vmc.estimate(torch_model, hamiltonian, torch.tensor(s), diag_shift=0.01)
+    flax_result = flax_vmc.estimate(flax_model, params, hamiltonian, jnp.asarray(s), diag_shift=0.01)
+    for name, result, direction_leaves in [
+        ("torch", torch_result, torch_to_flat(torch_result.direction, params)),
+        ("flax", flax_result, flat_params(flax_result.direction)),
+    ]:
+        assert result.energy == pytest.approx(energy, rel=FLOAT64_VALUE), name
+        assert result.variance == pytest.approx(variance, rel=FLOAT64_VALUE), name
+        assert relative_error(result.e_loc, e_loc) < FLOAT64_VALUE, name
+        assert_leaves_close(f"{name} SR direction", direction_leaves, direction, FLOAT64_SR)
+
+
 def test_exact_energy_matches_dense_expectation():
     hamiltonian = HAMILTONIANS["heisenberg"]
     torch_model, flax_model, params = nqs_pairs.rbm_pair(N_SITES, torch.complex128, scale=20.0)
