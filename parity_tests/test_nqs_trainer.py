@@ -124,6 +124,26 @@ def test_collapsed_state_reported(framework):
     assert abs(-20.0 - exact) / abs(exact) == pytest.approx(0.215, abs=1e-3)
 
 
+@pytest.mark.parametrize(("learning_rate", "iteration", "one_configuration"),
+                         [(1.0, 3, True), (0.3, 8, False)])
+def test_large_plain_steps_collapse(learning_rate, iteration, one_configuration):
+    """Plain-gradient steps that are too large freeze every chain of the N = 20 chain.
+
+    Measured with seed 0: lr 1.0 puts every chain on one configuration with
+    E = 12 at iteration 3; lr 0.3 freezes the chains on different
+    configurations near E = 3.985 at iteration 8.
+    """
+    config = VMCConfig(n_sites=20, sr=False, learning_rate=learning_rate, iterations=20)
+    result = _run(config, "torch")
+    assert result.status == "collapsed"
+    assert len(result.history) == iteration + 1
+    record = result.history[-1]
+    assert record["acceptance"] == 0.0
+    assert (record["variance"] == 0.0) == one_configuration
+    assert f"collapsed at iteration {iteration}" in result.message
+    assert "nan" not in result.message.lower()
+
+
 def test_collapse_keeps_earlier_checkpoint(tmp_path):
     """The collapsed state is not saved; the message points at the last good checkpoint."""
     _run(dataclasses.replace(TINY, iterations=2), "torch", out_dir=tmp_path)

@@ -16,10 +16,10 @@ previous iteration. It then computes E_loc, reports its statistics
 (``twins.stats``) and applies one optimizer step. The reported energy is that of the parameters
 before the step, as NetKet reports it.
 
-A collapsed state, every chain stuck on one configuration, is detected
-(acceptance 0 and E_loc variance 0) and stops the run with a message. Its
-energy is that of one classical configuration and its gradient vanishes, so
-training cannot leave it.
+A collapsed state, every chain stuck (acceptance 0), stops the run with a
+message. Usually all chains sit on one classical configuration (E_loc
+variance 0, R-hat undefined): its gradient vanishes, so training cannot
+leave it.
 """
 
 import json
@@ -185,21 +185,34 @@ def collapse_message(stats: Stats, acceptance: float | None, framework: str,
     the trainer keeps from before the collapse; None when there is none.
     """
     energy = stats.mean.real if isinstance(stats.mean, complex) else stats.mean
+    if stats.collapsed:
+        where = ("every Markov chain is stuck on one configuration (acceptance "
+                 f"{acceptance:.3f}, energy variance 0, R-hat undefined). E = {energy:.6f} is "
+                 f"the energy of that single configuration, not a variational estimate, and "
+                 f"the gradient vanishes there")
+    else:
+        r_hat = "undefined" if stats.r_hat is None else f"{stats.r_hat:.3f}"
+        where = (f"every Markov chain is stuck, each on its own configuration (acceptance "
+                 f"{acceptance:.3f}, energy variance {stats.variance:.3g} between chains, "
+                 f"R-hat {r_hat}). The samples no longer follow |psi|^2, so E = {energy:.6f} "
+                 f"and the gradient are not estimates of anything")
     if checkpoint_iteration is None:
         restart = "then restart"
     else:
         restart = (f"then restart, or resume from the checkpoint of iteration "
                    f"{checkpoint_iteration} (written before the collapse)")
-    return (f"{framework}: collapsed at iteration {iteration}: every Markov chain is stuck on one "
-            f"configuration (acceptance {acceptance:.3f}, energy variance {stats.variance:g}, "
-            f"R-hat undefined). E = {energy:.6f} is the energy of that single configuration, "
-            f"not a variational estimate, and the gradient vanishes there. Lower the learning "
+    return (f"{framework}: collapsed at iteration {iteration}: {where}. Lower the learning "
             f"rate or raise the SR diagonal shift, {restart}.")
 
 
 def is_collapsed(stats: Stats, acceptance: float | None) -> bool:
-    """True when every chain is stuck (acceptance 0) on one configuration (variance 0)."""
-    return acceptance == 0.0 and stats.collapsed
+    """True when every chain rejected every proposal of the iteration (acceptance 0).
+
+    Usually all chains then sit on one configuration (``stats.collapsed``,
+    variance 0). Chains frozen on different configurations count too: their
+    samples no longer follow |psi|^2 either.
+    """
+    return acceptance == 0.0
 
 
 def _steady_mean(seconds: list[float]) -> float:
