@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import tempfile
 from importlib import metadata
 
@@ -39,6 +40,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _git_state() -> dict:
+    """Return the checked-out commit and whether tracked files differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "modified": None}
+    return {"commit": commit, "modified": bool(status.strip())}
+
+
 def run_metadata(args, target, argv: list[str]) -> dict:
     """Return versions, CPU, threads, device and load for the results file."""
     import jax
@@ -47,6 +61,7 @@ def run_metadata(args, target, argv: list[str]) -> dict:
     meta = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks", *argv]),
+        "git": _git_state(),
         "quick": bool(args.quick),
         "device": target.label,
         "python": platform.python_version(),
@@ -130,7 +145,8 @@ def markdown(data: dict) -> str:
               f"* Versions: {versions}; Python {meta['python']}.",
               f"* Load average (1, 5, 15 min) at start {meta['loadavg_start']}, "
               f"at end {meta.get('loadavg_end')}.",
-              f"* Command: `{meta['command']}`.", ""]
+              f"* Command: `{meta['command']}` at commit {meta.get('git', {}).get('commit')}"
+              f"{' with modified files' if meta.get('git', {}).get('modified') else ''}.", ""]
     if data["peaks"]:
         lines += ["## Peaks", "", "| framework | dtype | matmul GFLOP/s | stream GB/s |",
                   "| --- | --- | ---: | ---: |"]

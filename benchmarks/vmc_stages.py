@@ -340,9 +340,9 @@ def _limit(config: NqsConfig, what: str, max_params: int) -> str | None:
 
 
 # The JAX twin's sr_solve takes the condition number of S + shift with
-# jnp.linalg.cond, an SVD that took about 1 s at P = 440 on this 2-core
-# machine (torch.linalg.cond: about 20 ms); its cost grows as P^3.
-MAX_JAX_TWIN_SR_PARAMS = 1200
+# jnp.linalg.cond, an SVD that took about 1 s at P = 440 on a 2-core machine
+# under load (torch.linalg.cond: about 20 ms); its cost grows as P^3.
+MAX_JAX_TWIN_SR_PARAMS = 600
 # The torch twin forms S (P x P) from a complex O and also takes its condition
 # number by SVD, but LAPACK's.
 MAX_TORCH_TWIN_SR_PARAMS = 2200
