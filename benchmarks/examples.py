@@ -20,7 +20,6 @@ The reference for ratios is ``jax jit``.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import torch

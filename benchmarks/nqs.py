@@ -36,7 +36,7 @@ import torch_impl.ansatz
 import torch_impl.local_energy
 import torch_impl.sampler
 from benchmarks.devices import Target
-from benchmarks.harness import CaseResult, SkipVariant, Variant, run_case, timed_first_call
+from benchmarks.harness import CaseResult, Variant, run_case, timed_first_call
 from twins.hamiltonians import TransverseFieldIsing
 from twins.lattice import chain
 

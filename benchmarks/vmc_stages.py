@@ -28,7 +28,8 @@ import torch_impl.sampler
 import torch_impl.vmc
 from benchmarks import fast_torch_vmc, fused_vmc
 from benchmarks.devices import Target
-from benchmarks.harness import CaseResult, SkipVariant, Variant, run_case, timed_first_call
+from benchmarks.harness import (CaseResult, RecompileError, SkipVariant, Variant, run_case,
+                                timed_first_call)
 from benchmarks.nqs import (DTYPE, N_DISCARD, NqsConfig, flax_model_and_variables, hamiltonian,
                             jax_proposal_drawer, random_spins, torch_model)
 
@@ -428,7 +429,8 @@ def netket_builder(config: NqsConfig, python: str | None, path: str, info: dict)
             process.stdin.flush()
             reply = json.loads(process.stdout.readline())
             if reply["compiles"]:
-                raise RuntimeError(f"NetKet compiled {reply['compiles']} times after warm-up")
+                raise RecompileError(f"variant 'netket' recompiled after warm-up "
+                                     f"({reply['compiles']} JAX compilations in the peer)")
             return reply["elapsed_s"]
 
         def close() -> None:

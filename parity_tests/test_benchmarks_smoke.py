@@ -145,3 +145,40 @@ def test_fast_sr_matches_twin_solve(n_samples):
     # float64 Cholesky against LU on a system with condition number below 1e3.
     np.testing.assert_allclose(torch_fast.numpy(), expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(jax_fused), np.asarray(jax_expected), rtol=1e-10, atol=1e-12)
+
+
+def test_fast_torch_sampler_matches_twin():
+    """The benchmark's torch sampler loop makes the twin's chains from the same proposals."""
+    import torch
+
+    import torch_impl.ansatz
+    import torch_impl.sampler
+    from benchmarks import fast_torch_vmc
+
+    torch.manual_seed(0)
+    model = torch_impl.ansatz.RBM(6, alpha=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(50.0)  # N(0, 0.5^2): acceptance well away from 0 and 1
+    generator = torch.Generator().manual_seed(1)
+    start = torch_impl.sampler.random_configurations(generator, 4, 6)
+    sites, uniforms = torch_impl.sampler.draw_proposals(generator, 2 + 5, 6, 4)
+    rbm = torch_impl.sampler.rbm_arrays(model)
+
+    twin = torch_impl.sampler.sample_rbm(*rbm, start, sites, uniforms, 2, 5)
+    samples, last = fast_torch_vmc.sample_rbm(fast_torch_vmc.rbm_proposal, *rbm, start, sites,
+                                              uniforms, 2, 5)
+
+    assert 0.0 < twin.acceptance < 1.0
+    assert torch.equal(samples, twin.samples.reshape(-1, 6))
+    assert torch.equal(last, twin.last)
+
+
+def test_netket_skipped_without_interpreter():
+    from benchmarks.harness import SkipVariant
+    from benchmarks.nqs import NqsConfig
+    from benchmarks.vmc_stages import netket_builder
+
+    build = netket_builder(NqsConfig(20, 1, 1008, 16), None, "netket_peer.py", {})
+    with pytest.raises(SkipVariant, match="NetKet is not installed"):
+        build()
