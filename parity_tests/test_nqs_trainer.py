@@ -75,6 +75,19 @@ def test_resume_equals_uninterrupted(tmp_path, framework, optimizer):
     assert [json.loads(line)["iteration"] for line in lines] == list(range(6))
 
 
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+def test_resume_complex_adam_equals_uninterrupted(tmp_path, framework):
+    """Complex parameters and Adam's per-component moments survive the checkpoint."""
+    config = dataclasses.replace(TINY, complex_params=True, optimizer="adam",
+                                 learning_rate=0.01, iterations=4)
+    straight = _run(config, framework, out_dir=tmp_path / "straight")
+    _run(dataclasses.replace(config, iterations=2), framework, out_dir=tmp_path / "resumed")
+    resumed = _run(config, framework, out_dir=tmp_path / "resumed", resume=True)
+    for name, value in straight.parameters.items():
+        assert np.iscomplexobj(value), name
+        np.testing.assert_array_equal(resumed.parameters[name], value, err_msg=name)
+
+
 def test_resume_rejects_other_settings(tmp_path):
     _run(dataclasses.replace(TINY, iterations=2), "torch", out_dir=tmp_path)
     with pytest.raises(ValueError, match="learning_rate=0.05"):
