@@ -155,6 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     data = {"schema": report.SCHEMA, "meta": report.run_metadata(args, target, argv), "peaks": {},
             "cases": [], "targets": [], "bounds": []}
     _log(f"benchmarks on {target.label}, rounds={rounds}, block={block_s}s, load {loadavg()}")
+    stem = os.path.join(out, target.label)
+
+    # Written after every suite, so an interrupted run keeps what it measured;
+    # "complete" says whether every requested suite finished.
+    def save(complete: bool) -> None:
+        data["meta"]["complete"] = complete
+        data["meta"]["loadavg_end"] = loadavg()
+        data["meta"]["wall_s"] = time.perf_counter() - started
+        report.write_json(stem + ".json", data)
+        report.write_text(stem + ".md", report.markdown(data))
 
     if "peaks" in suites:
         from benchmarks.peaks import measure_peaks
@@ -162,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         peaks, cases = measure_peaks(target, quick=args.quick, rounds=rounds, block_s=block_s, log=_log)
         data["peaks"] = peaks
         data["cases"] += [case.as_dict() for case in cases]
+        save(complete=False)
 
     if "examples" in suites:
         from benchmarks.examples import run_examples
@@ -171,23 +182,24 @@ def main(argv: list[str] | None = None) -> int:
         data["cases"] += [case.as_dict() for case in cases]
         data["bounds"] = classify_bounds(data["cases"])
         data["targets"] += example_targets(data["cases"])
+        save(complete=False)
 
     if "nqs" in suites or "netket" in suites:
         from benchmarks.nqs import run_nqs
         _log("nqs")
-        cases, targets, netket_meta = run_nqs(
+
+        def on_case(case) -> None:
+            data["cases"].append(case.as_dict())
+            save(complete=False)
+
+        _, targets, netket_meta = run_nqs(
             target, quick=args.quick, rounds=rounds, block_s=block_s,
             torch_compile=not args.no_torch_compile, suites=suites,
-            netket_python=args.netket_python, peaks=data["peaks"], log=_log)
-        data["cases"] += [case.as_dict() for case in cases]
+            netket_python=args.netket_python, peaks=data["peaks"], on_case=on_case, log=_log)
         data["targets"] += targets
         data["meta"]["netket"] = netket_meta
 
-    data["meta"]["loadavg_end"] = loadavg()
-    data["meta"]["wall_s"] = time.perf_counter() - started
-    stem = os.path.join(out, target.label)
-    report.write_json(stem + ".json", data)
-    report.write_text(stem + ".md", report.markdown(data))
+    save(complete=True)
     written = [stem + ".json", stem + ".md"]
     if not args.no_plots:
         written += report.plot(data, out, prefix=target.label + "_")

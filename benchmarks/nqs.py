@@ -254,8 +254,13 @@ def _sweep_value(sweep: str, config: NqsConfig) -> int:
 
 def run_nqs(target: Target, *, quick: bool, rounds: int, block_s: float, torch_compile: bool,
             suites, netket_python: str | None, peaks: dict | None = None,
-            log=print) -> tuple[list[CaseResult], list[dict], dict]:
-    """Run the NQS sweeps and the NetKet comparison; return (cases, targets, netket metadata)."""
+            on_case=None, log=print) -> tuple[list[CaseResult], list[dict], dict]:
+    """Run the NQS sweeps and the NetKet comparison; return (cases, targets, netket metadata).
+
+    ``on_case(case)``, when given, is called after every case, so that the
+    caller can save partial results.
+    """
+    on_case = on_case or (lambda case: None)
     from benchmarks import vmc_stages
 
     cases: list[CaseResult] = []
@@ -278,6 +283,7 @@ def run_nqs(target: Target, *, quick: bool, rounds: int, block_s: float, torch_c
                         earlier = next(c for c in cases if c.params["stage"] == stage
                                        and all(c.params[k] == v for k, v in asdict(config).items()))
                         cases.append(CaseResult(**{**earlier.as_dict(), "params": params}))
+                        on_case(cases[-1])
                         continue
                     seen.add(key)
                     case = run_case("nqs", f"{stage} {config.label()}", params, builders,
@@ -285,6 +291,7 @@ def run_nqs(target: Target, *, quick: bool, rounds: int, block_s: float, torch_c
                                     reference=builders[0][0], peaks_by_framework=peaks_by_framework,
                                     log=log)
                     cases.append(case)
+                    on_case(case)
                     log(_summary(case))
         targets += cache_speedups(cases)
 
@@ -292,7 +299,7 @@ def run_nqs(target: Target, *, quick: bool, rounds: int, block_s: float, torch_c
     if "netket" in suites:
         peer_cases, peer_targets, netket_meta = vmc_stages.run_peer_comparison(
             target, quick=quick, rounds=rounds, block_s=block_s, torch_compile=torch_compile,
-            netket_python=netket_python or default_netket_python(), log=log)
+            netket_python=netket_python or default_netket_python(), on_case=on_case, log=log)
         cases += peer_cases
         targets += peer_targets
     return cases, targets, netket_meta

@@ -137,7 +137,8 @@ def markdown(data: dict) -> str:
     """Return the whole run as Markdown: metadata, peaks, targets, bounds, every case."""
     meta = data["meta"]
     lines = [f"# Benchmark run {meta['created_utc']} ({meta['device']}"
-             f"{', quick' if meta['quick'] else ''})", ""]
+             f"{', quick' if meta['quick'] else ''}"
+             f"{'' if meta.get('complete', True) else ', incomplete'})", ""]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     lines += [f"* Machine: {meta['cpu_model']}, {meta['cpu_count']} CPUs "
               f"({meta['cpu_affinity']} usable), torch threads {meta['torch_threads']}; "

@@ -469,13 +469,14 @@ MANY_CHAINS_LIMIT = 1.2
 
 
 def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: float,
-                        torch_compile: bool, netket_python: str | None,
+                        torch_compile: bool, netket_python: str | None, on_case=None,
                         log=print) -> tuple[list[CaseResult], list[dict], dict]:
     """Time the whole VMC iteration of both twins and NetKet; return (cases, targets, metadata).
 
     NetKet runs on the CPU in its own process, whatever ``target`` is; with
     ``--device cuda`` the ratios compare a GPU twin with a CPU NetKet.
     """
+    on_case = on_case or (lambda case: None)
     peer_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netket_peer.py")
     cases, targets = [], []
     meta = {"python": netket_python, "device": "cpu"}
@@ -489,6 +490,7 @@ def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: fl
         case = run_case("netket", f"vmc iteration {config.label()}", params, builders,
                         rounds=rounds, block_s=block_s, reference="netket", log=log)
         cases.append(case)
+        on_case(case)
         log(_summary(case))
         meta.setdefault("runs", []).append({"n_sites": config.n_sites, **info})
         for skipped in case.skipped:
@@ -503,6 +505,7 @@ def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: fl
     case = run_case("netket", f"vmc iteration {config.label()}", params, builders,
                     rounds=rounds, block_s=block_s, reference="jax twin", log=log)
     cases.append(case)
+    on_case(case)
     log(_summary(case))
     rows = {row["variant"]: row for row in case.results}
     for variant, reference in (("torch eager", "jax twin"), ("torch fast", "jax fused")):
