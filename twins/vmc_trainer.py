@@ -373,11 +373,13 @@ class VMCTrainer:
         energy = stats.mean.real if isinstance(stats.mean, complex) else stats.mean
         r_hat = "undefined" if stats.r_hat is None else f"{stats.r_hat:.3f}"
         accept = "n/a" if acceptance is None else f"{acceptance:.2f}"
-        return (f"E = {format_value_error(energy, stats.error_of_mean)}  "
-                f"var = {stats.variance:.3e}  R-hat = {r_hat}  acc = {accept}")
+        return (f"E {format_value_error(energy, stats.error_of_mean)} | var {stats.variance:.2e} "
+                f"| R-hat {r_hat} | acc {accept}")
 
     def _progress(self, enabled: bool) -> Progress:
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+        # The statistics come before the times so that an 80-column terminal
+        # cuts the times, not the energy.
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=10),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
                         disable=not enabled)

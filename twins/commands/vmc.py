@@ -112,19 +112,28 @@ def config_from_args(args) -> VMCConfig:
 
 
 def summary_table(results: list[TrainResult], exact: float | None) -> Table:
-    """Return one row per framework: final energy, exact energy, relative error, timing."""
-    table = Table("framework", "final energy", "exact energy", "relative error", "variance",
-                  "R-hat", "acceptance", "time / iteration", "status", title="VMC results")
+    """Return the final energy, exact energy, relative error and timing, one column per framework.
+
+    Quantities are rows, so the table fits an 80-column terminal.
+    """
+    table = Table("", *(result.framework for result in results), title="VMC results")
+    rows = {"final energy": [], "exact energy": [], "relative error": [], "variance": [],
+            "R-hat": [], "acceptance": [], "time / iteration": [], "status": []}
     for result in results:
         final = result.final
         energy = final.mean.real if isinstance(final.mean, complex) else final.mean
-        relative = "n/a" if exact is None else f"{abs(energy - exact) / abs(exact):.2e}"
-        r_hat = "undefined" if final.r_hat is None else f"{final.r_hat:.4f}"
-        acceptance = "n/a" if result.final_acceptance is None else f"{result.final_acceptance:.3f}"
-        table.add_row(result.framework, format_value_error(energy, final.error_of_mean),
-                      "n/a" if exact is None else f"{exact:.10f}", relative,
-                      f"{final.variance:.3e}", r_hat, acceptance,
-                      _format_milliseconds(result.seconds_per_iteration), result.status)
+        rows["final energy"].append(format_value_error(energy, final.error_of_mean))
+        rows["exact energy"].append("n/a" if exact is None else f"{exact:.10f}")
+        rows["relative error"].append(
+            "n/a" if exact is None else f"{abs(energy - exact) / abs(exact):.2e}")
+        rows["variance"].append(f"{final.variance:.3e}")
+        rows["R-hat"].append("undefined" if final.r_hat is None else f"{final.r_hat:.4f}")
+        rows["acceptance"].append(
+            "n/a" if result.final_acceptance is None else f"{result.final_acceptance:.3f}")
+        rows["time / iteration"].append(_format_milliseconds(result.seconds_per_iteration))
+        rows["status"].append(result.status)
+    for name, values in rows.items():
+        table.add_row(name, *values)
     return table
 
 
@@ -186,8 +195,8 @@ def save_plot(path: str, results: list[TrainResult], exact: float | None, title:
 
 
 def run(args) -> int:
-    # A pipe or a capture has no width; the results table needs about 150 columns.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    # A pipe or a capture has no width; the progress line needs about 120 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
         config = config_from_args(args)
         config.validate()
