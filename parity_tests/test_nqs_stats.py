@@ -96,6 +96,36 @@ def test_unmixed_chains_raise_r_hat():
     assert statistics(data).r_hat > 1.1
 
 
+# netket.stats.statistics of NetKet 3.23 with NETKET_EXPERIMENTAL_FFT_AUTOCORRELATION=1
+# on the data of _netket_cases(): (mean, error_of_mean, variance, R_hat).
+NETKET_3_23 = {
+    "autocorrelated": (-0.22789607100436512, 0.10854623908923965, 1.308775823383027,
+                       1.0821305926221532),
+    "complex": (-0.01906253168029619 - 0.058084575640683166j, 0.05294059740104554,
+                1.907693598775761, 1.002727021707504),
+}
+# Same formulas; only the order of summation differs.
+NETKET_RTOL = 1e-12
+
+
+def _netket_cases():
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(size=(16, 64)), axis=1) * 0.1
+    autocorrelated = walk + rng.normal(size=(16, 64))
+    complex_data = rng.normal(size=(8, 50)) + 1j * rng.normal(size=(8, 50))
+    return {"autocorrelated": autocorrelated, "complex": complex_data}
+
+
+@pytest.mark.parametrize("case", list(NETKET_3_23))
+def test_matches_netket(case):
+    result = statistics(_netket_cases()[case])
+    mean, error, variance, r_hat = NETKET_3_23[case]
+    assert result.mean == pytest.approx(mean, rel=NETKET_RTOL)
+    assert result.error_of_mean == pytest.approx(error, rel=NETKET_RTOL)
+    assert result.variance == pytest.approx(variance, rel=NETKET_RTOL)
+    assert result.r_hat == pytest.approx(r_hat, rel=NETKET_RTOL)
+
+
 def test_bad_shape_rejected():
     with pytest.raises(ValueError, match="n_chains, n_samples"):
         statistics(np.zeros((2, 3, 4)))

@@ -3,7 +3,11 @@
 The input has one row per chain: ``data[c, t]`` is the value (a local energy,
 say) of chain ``c`` at sample ``t``, shape (n_chains, n_samples_per_chain). A
 1D array is one chain. The formulas follow ``netket.stats.statistics``
-(``netket/stats/mc_stats.py``, NetKet 3.x), written again here with numpy:
+(``netket/stats/mc_stats.py``) in the mode that NetKet 3.23 selects with
+``NETKET_EXPERIMENTAL_FFT_AUTOCORRELATION=1``, written again here with numpy.
+Mean, error, variance and R-hat then agree with NetKet 3.23 to rounding.
+NetKet's default mode estimates the error by blocking instead, and returns
+NaN with fewer than 32 chains or blocks.
 
 * mean: the mean over all entries.
 * variance: ``mean(|x - mean|^2)`` over all entries (no Bessel correction, as in
