@@ -54,3 +54,25 @@ def test_parity_rejects_unavailable_device(capsys):
         pytest.skip("a GPU is present, so the cuda pair is available")
     assert main(["parity", "--device", "cuda"]) == 2
     assert "device pair 'cuda' is not available" in capsys.readouterr().out
+
+
+def test_parity_includes_nqs_rows(tmp_path):
+    path = tmp_path / "parity.json"
+    assert main(["parity", "--example", "rbm_complex", "--dtype", "float32", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())
+    assert [row["check"] for row in rows] == ["log_psi", "energy_grad", "sr_direction", "trajectory:adam"]
+    assert all(row["passed"] and row["dtype"] == "float32" for row in rows)
+
+
+def test_nqs_log_psi_row_detects_wrong_weights(monkeypatch):
+    from twins import nqs_parity
+
+    case = nqs_parity.CASES["rbm"]
+
+    def shifted(dtype, scale):
+        torch_model, flax_model, params = case.build(dtype, scale)
+        params = {**params, "visible_bias": params["visible_bias"] + 1e-6}
+        return torch_model, flax_model, params
+
+    row = nqs_parity.check_log_psi(nqs_parity.NQSCase("rbm", case.hamiltonian, shifted, "sgd_sr"))
+    assert not row.passed

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from flax_impl import ansatz as flax_ansatz
-from parity_tests import nqs_pairs
-from parity_tests.nqs_pairs import TORCH_DTYPES, flat_params, wrapped_difference
+from twins import nqs_pairs
+from twins.nqs_pairs import TORCH_DTYPES, flat_params, wrapped_difference
 from torch_impl import ansatz as torch_ansatz
 from twins import convert
 from twins import nqs_reference as reference

@@ -18,8 +18,8 @@ from flax import linen
 from flax_impl import ansatz as flax_ansatz
 from flax_impl import local_energy as flax_local_energy
 from flax_impl import vmc as flax_vmc
-from parity_tests import nqs_pairs
-from parity_tests.nqs_pairs import (
+from twins import nqs_pairs, tolerances
+from twins.nqs_pairs import (
     TORCH_DTYPES,
     flat_params,
     relative_error,
@@ -33,26 +33,14 @@ from twins import nqs_reference as reference
 from twins.hamiltonians import Heisenberg, TransverseFieldIsing, all_configurations
 from twins.lattice import chain, square
 
-# Same IEEE operations on both sides, summed in a different order: a few
-# ulps. Measured worst: 1.1e-15 (E_loc), 2.4e-15 (gradient).
-FLOAT64_VALUE = 1e-12
-# The SR solve multiplies rounding by the condition number of S + shift
-# (up to ~1e3 with shift 0.01). Measured worst: 3.1e-13.
-FLOAT64_SR = 1e-10
-# Each step passes the SR solve's ~1e-13 difference on to the next. Measured
-# worst over 200 steps: 7.1e-12 (SGD + SR), 4.7e-14 (Adam).
-FLOAT64_TRAJECTORY = 1e-10
-# float32 eps is 1.2e-7. Measured worst: 2.3e-7 (O), 3.3e-7 (E_loc, which
-# multiplies exp of a log psi difference), 1.3e-6 (gradient, a sum of 2^N
-# centred products with cancellation in E_loc - E).
-FLOAT32_VALUE = 5e-6
-FLOAT32_GRADIENT = 2e-5
-# float32 eps times the condition number (~1e3) of S + 0.01 I. Measured
-# worst: 1.8e-4.
-FLOAT32_SR = 1e-3
-# 50 SR steps in float32, each passing the solve's ~1e-4 difference on.
-# Measured worst: 3.2e-4 (parameters), 4.9e-7 (energies).
-FLOAT32_TRAJECTORY = 2e-3
+# Tolerances and the measurements behind them live in twins.tolerances.
+FLOAT64_VALUE = tolerances.NQS_FLOAT64_VALUE
+FLOAT64_SR = tolerances.NQS_FLOAT64_SR
+FLOAT64_TRAJECTORY = tolerances.NQS_FLOAT64_TRAJECTORY
+FLOAT32_VALUE = tolerances.NQS_FLOAT32_VALUE
+FLOAT32_GRADIENT = tolerances.NQS_FLOAT32_GRADIENT
+FLOAT32_SR = tolerances.NQS_FLOAT32_SR
+FLOAT32_TRAJECTORY = tolerances.NQS_FLOAT32_TRAJECTORY
 # Central differences with step 1e-5 have truncation error ~1e-10 and
 # rounding error ~1e-11 on these energies.
 FINITE_DIFFERENCE_ATOL = 1e-8

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from twins.devices import available_device_labels
+from twins.nqs_parity import CASES as NQS_CASES
+from twins.nqs_parity import run_nqs_matrix
 from twins.optim.catalog import CONFIGS
 from twins.parity import OPTIMIZERS, check_trajectory, run_matrix
 from twins.registry import EXAMPLES
@@ -18,10 +20,10 @@ from twins.registry import EXAMPLES
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "parity", help="run forward, gradient and trajectory parity for every example")
+        "parity", help="run forward, gradient and trajectory parity for every example and NQS ansatz")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
-    parser.add_argument("--example", action="append", choices=list(EXAMPLES),
-                        help="run only this example (repeatable); default: all")
+    parser.add_argument("--example", action="append", choices=[*EXAMPLES, *NQS_CASES],
+                        help="run only this example or NQS ansatz (repeatable); default: all")
     parser.add_argument("--dtype", action="append", choices=["float64", "float32"],
                         help="run only this dtype (repeatable); default: both")
     parser.add_argument("--device", action="append",
@@ -72,7 +74,13 @@ def run(args) -> int:
                 for name in names for example in args.example or EXAMPLES
                 for device in devices for dtype in dtypes]
     else:
-        rows = run_matrix(args.example, dtypes, devices, tuple(OPTIMIZERS))
+        selected = args.example or [*EXAMPLES, *NQS_CASES]
+        examples = [name for name in selected if name in EXAMPLES]
+        rows = run_matrix(examples, dtypes, devices, tuple(OPTIMIZERS)) if examples else []
+        nqs_cases = [name for name in selected if name in NQS_CASES]
+        # NOTE: the NQS checks run on the CPU only; GPU pairs cover the examples.
+        if nqs_cases and "cpu" in devices:
+            rows += run_nqs_matrix(nqs_cases, dtypes)
     console.print(render(rows))
     if args.json:
         write_json(args.json, rows)

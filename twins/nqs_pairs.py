@@ -1,4 +1,4 @@
-"""Helpers shared by the NQS parity tests: twin models holding the same weights.
+"""NQS twin models holding the same weights, for parity checks and tests.
 
 Weights are drawn on the torch side and copied to Flax with ``twins.convert``,
 so both frameworks evaluate the same numbers.
