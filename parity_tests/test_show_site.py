@@ -12,6 +12,8 @@ import pytest
 
 from twins.cli import main
 from twins.commands.parity import write_json
+from twins.nqs_parity import CASES as NQS_CASES
+from twins.nqs_parity import check_log_psi
 from twins.parity import run_matrix
 from twins.sidebyside.site import CONCEPT_MAP_PAGE, ParityFileError, build_site, load_parity_json
 from twins.sidebyside.views import module_path, views
@@ -25,9 +27,11 @@ NOTE_BORDER_RGB = np.array([0xF0, 0xB4, 0x00]) / 255
 
 @pytest.fixture(scope="module")
 def parity_file(tmp_path_factory):
-    """A real ``twins parity --json`` file for the scale example, float64 only."""
+    """A real ``twins parity --json`` file: scale in float64, and log psi of the RBM and FFN."""
     path = tmp_path_factory.mktemp("parity") / "parity.json"
-    write_json(str(path), run_matrix(["scale"], dtypes=(np.float64,)))
+    rows = run_matrix(["scale"], dtypes=(np.float64,))
+    rows += [check_log_psi(NQS_CASES[name], np.float64) for name in ("rbm", "ffn")]
+    write_json(str(path), rows)
     return path
 
 
@@ -78,13 +82,22 @@ def test_site_loads_nothing_remote(site):
 
 
 def test_parity_figures_from_json(site, parity_file):
-    rows = json.loads(parity_file.read_text())
+    rows = [row for row in json.loads(parity_file.read_text()) if row["example"] == "scale"]
     text = _text(site / "scale.html")
     assert len(rows) == 4
     for row in rows:
         assert f"{row['max_rel']:.2e}" in text
     mlp_text = " ".join(_text(site / "mlp.html").split())
     assert "have no rows for mlp" in mlp_text
+
+
+def test_rbm_page_shows_nqs_cases(site, parity_file):
+    source = (site / "rbm.html").read_text()
+    assert "<th>case</th>" in source
+    for row in json.loads(parity_file.read_text()):
+        if row["example"] in ("rbm", "ffn"):
+            assert f"<td>{row['example']}</td><td>log_psi</td>" in source
+            assert f"{row['max_rel']:.2e}" in source
 
 
 def test_concept_note_between_steps(site):
@@ -122,7 +135,7 @@ def test_cli_reports_missing_parity_file(tmp_path, capsys):
 def test_default_build_runs_parity(tmp_path):
     assert main(["show", "--html", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "parity.json").read_text())
-    assert {row["example"] for row in rows} >= {"mlp", "scale"}
+    assert {row["example"] for row in rows} >= {"mlp", "scale", "rbm", "ffn"}
     assert "trajectory:adam" in _text(tmp_path / "mlp.html")
 
 

@@ -28,6 +28,8 @@ PARITY_FIELDS = ("example", "check", "dtype", "device", "max_abs", "max_rel", "t
 PYGMENTS_STYLE = "default"
 # Not "concepts.html": that name belongs to the page of the concepts.py twins.
 CONCEPT_MAP_PAGE = "concept-map.html"
+# The view whose page shows the NQS rows of ``twins parity``.
+NQS_VIEW = "rbm"
 
 PAGE_CSS = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1400px; padding: 1em 2em;
@@ -88,8 +90,8 @@ class ParityFigures:
     rows: list[dict]
     source: str  # a sentence naming the file or the run
 
-    def for_example(self, name: str) -> list[dict]:
-        return [row for row in self.rows if row["example"] == name]
+    def for_examples(self, names: tuple[str, ...]) -> list[dict]:
+        return [row for row in self.rows if row["example"] in names]
 
 
 def load_parity_json(path: Path) -> ParityFigures:
@@ -115,13 +117,31 @@ def load_parity_json(path: Path) -> ParityFigures:
     return ParityFigures(rows, f"from {path.name}, written {modified:%Y-%m-%d %H:%M} UTC")
 
 
+def nqs_case_names() -> tuple[str, ...]:
+    """Return the ``twins parity`` NQS cases (RBM real and complex, FFN) that the rbm page shows."""
+    from twins.nqs_parity import CASES
+
+    return tuple(CASES)
+
+
+def parity_names(view: View) -> tuple[str, ...]:
+    """Return the ``example`` values of the parity rows that belong on ``view``'s page."""
+    if view.name in EXAMPLES:
+        return (view.name,)
+    if view.name == NQS_VIEW:
+        return nqs_case_names()
+    return ()
+
+
 def run_parity_checks(out_dir: Path) -> ParityFigures:
-    """Run the parity matrix for every example (CPU devices available here) and keep the JSON."""
+    """Run ``twins parity``'s checks (examples on every device pair here, NQS on the CPU); keep the JSON."""
     from twins.commands.parity import write_json
     from twins.devices import available_device_labels
+    from twins.nqs_parity import run_nqs_matrix
     from twins.parity import run_matrix
 
     rows = run_matrix(list(EXAMPLES), devices=tuple(available_device_labels()))
+    rows += run_nqs_matrix()
     path = out_dir / "parity.json"
     write_json(str(path), rows)
     now = datetime.now(timezone.utc)
@@ -199,7 +219,8 @@ def _step_rows(row: Row, alignment: FileAlignment, root: Path) -> str:
 
 def _figures_section(view: View, figures: ParityFigures | None) -> str:
     out = ['<h2 id="parity">Parity figures</h2>']
-    if view.name not in EXAMPLES and (figures is None or not figures.for_example(view.name)):
+    names = parity_names(view)
+    if not names:
         out.append(f'<p class="note">No parity checks are registered for {_escape(view.name)} in '
                    f'<code>twins parity</code>.</p>')
         return "\n".join(out)
@@ -209,20 +230,24 @@ def _figures_section(view: View, figures: ParityFigures | None) -> str:
                    '<code>twins show --html DIR --parity-json PATH</code> with the file from '
                    '<code>twins parity --json PATH</code>.</p>')
         return "\n".join(out)
-    rows = figures.for_example(view.name)
+    rows = figures.for_examples(names)
     if not rows:
+        options = " ".join(f"--example {_escape(name)}" for name in names)
         out.append(f'<p class="note">The parity figures ({_escape(figures.source)}) have no rows for '
-                   f'{_escape(view.name)}; run <code>twins parity --example {_escape(view.name)} '
+                   f'{_escape(", ".join(names))}; run <code>twins parity {options} '
                    f'--json PATH</code>.</p>')
         return "\n".join(out)
+    several = len(names) > 1
     out.append(f'<p class="note">Largest error over the compared leaves, per check; '
                f'{_escape(figures.source)}.</p>')
-    out.append('<table class="figures"><tr><th>check</th><th>dtype</th><th>device</th>'
+    out.append('<table class="figures"><tr>' + ("<th>case</th>" if several else "")
+               + '<th>check</th><th>dtype</th><th>device</th>'
                '<th>max abs error</th><th>max rel error</th><th>tolerance</th><th>status</th></tr>')
     for row in rows:
         status = ('<span class="pass">pass</span>' if row["passed"]
                   else f'<span class="fail">FAIL</span> ({_escape(str(row.get("worst", "")))})')
-        out.append(f'<tr><td>{_escape(row["check"])}</td><td>{_escape(row["dtype"])}</td>'
+        case = f'<td>{_escape(row["example"])}</td>' if several else ""
+        out.append(f'<tr>{case}<td>{_escape(row["check"])}</td><td>{_escape(row["dtype"])}</td>'
                    f'<td>{_escape(row["device"])}</td><td class="num">{row["max_abs"]:.2e}</td>'
                    f'<td class="num">{row["max_rel"]:.2e}</td><td class="num">{row["tolerance"]:.0e}</td>'
                    f'<td>{status}</td></tr>')
