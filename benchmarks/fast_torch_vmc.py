@@ -1,11 +1,10 @@
 """A faster torch VMC + SR iteration, built from the torch twin's functions.
 
-The torch twin's ``vmc.step`` takes the condition number of S + shift
-(``torch.linalg.cond``, a singular value decomposition of a P x P matrix),
-forms S from a complex O, and solves with a general LU. This module keeps the
-twin's sampler, local energy and per-sample gradients and changes the SR solve
-the way ``benchmarks.fused_vmc`` does on the JAX side, for real parameters and
-a real log psi only: O is kept real, and the system is solved by Cholesky in
+The torch twin's ``vmc.step`` forms the P x P matrix S from a complex O,
+checks its condition number from its eigenvalues, and solves with a general
+LU. This module keeps the twin's sampler, local energy and per-sample
+gradients and changes the SR solve the way ``benchmarks.fused_vmc`` does on
+the JAX side, for real parameters and a real log psi only: O is kept real, and the system is solved by Cholesky in
 the smaller of parameter space (P x P) and sample space (B x B, by the
 push-through identity (X^T X + eps I)^-1 X^T v = X^T (X X^T + eps I)^-1 v).
 

@@ -1,15 +1,15 @@
 """A whole VMC + SR iteration as one ``jax.jit``, built from the Flax twin's functions.
 
-The Flax twin's ``vmc.step`` compiles the statistics but checks the condition
-number of S + shift on the host (a singular value decomposition of a P x P
-matrix), solves with a general LU, and runs the optax update eagerly. This
+The Flax twin's ``vmc.step`` compiles the statistics and the solve, but reads
+the condition number of S + shift on the host (from the eigenvalues of the
+P x P matrix), solves with a general LU, and runs the optax update eagerly. This
 module composes the same functions (``sampler.sample_rbm``,
 ``local_energy.local_energy``, ``vmc.log_derivatives``,
 ``vmc.real_parameter_jacobian``) into one compiled, donated iteration with
 two changes, both for real parameters and a real log psi only:
 
-* O is kept real (the twin casts it to complex, which quadruples the cost of
-  forming S);
+* O is kept real (the twin keeps it complex and forms S from the real and the
+  all-zero imaginary part, twice the products);
 * the SR system is solved by Cholesky, in parameter space when P <= B and in
   sample space when P > B: with X = (O - <O>) / sqrt(B) and F = X^T v,
   (X^T X + eps I)^-1 X^T v = X^T (X X^T + eps I)^-1 v (the push-through

@@ -340,13 +340,11 @@ def _limit(config: NqsConfig, what: str, max_params: int) -> str | None:
     return None
 
 
-# The JAX twin's sr_solve takes the condition number of S + shift with
-# jnp.linalg.cond, an SVD that took about 1 s at P = 440 on a 2-core machine
-# under load (torch.linalg.cond: about 20 ms); its cost grows as P^3.
-MAX_JAX_TWIN_SR_PARAMS = 600
-# The torch twin forms S (P x P) from a complex O and also takes its condition
-# number by SVD, but LAPACK's.
-MAX_TORCH_TWIN_SR_PARAMS = 2200
+# Both twins form S (P x P) explicitly and check its condition number from
+# its eigenvalues (eigvalsh) before an LU solve: O(P^3) per iteration. JAX's
+# CPU eigvalsh took 148 ms at P = 440 on a 2-core machine under load (numpy's:
+# 19 ms), about 2 s at P = 1088.
+MAX_TWIN_SR_PARAMS = 2200
 # The fast paths form at most a min(P, B)^2 matrix but still a (B, P) O.
 MAX_FAST_SR_PARAMS = 20_000
 # Per-sample gradients keep a complex (B, P) O in both twins.
@@ -361,10 +359,10 @@ def stage_builders(config: NqsConfig, target: Target, torch_compile: bool = Fals
     whose cost would exceed the limits above are listed as skipped, with
     the reason.
     """
-    jax_twin = _limit(config, "the JAX twin's SR (explicit S, SVD condition number)",
-                      MAX_JAX_TWIN_SR_PARAMS)
-    torch_twin = _limit(config, "the torch twin's SR (explicit S, SVD condition number)",
-                        MAX_TORCH_TWIN_SR_PARAMS)
+    jax_twin = _limit(config, "the JAX twin's SR (explicit P x P S, eigenvalue check)",
+                      MAX_TWIN_SR_PARAMS)
+    torch_twin = _limit(config, "the torch twin's SR (explicit P x P S, eigenvalue check)",
+                        MAX_TWIN_SR_PARAMS)
     fast = _limit(config, "the fast SR", MAX_FAST_SR_PARAMS)
     jacobian = _limit(config, "the per-sample gradients", MAX_JACOBIAN_PARAMS)
     iteration = [("jax twin", _guard(_jax_iteration(config, target), jax_twin)),
