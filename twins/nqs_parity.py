@@ -1,10 +1,10 @@
 """Parity rows for the neural-quantum-state twins, for ``twins parity``.
 
-Each case builds a torch ansatz, copies its weights into the Flax twin, and
-compares, with the exact estimator (a sum over all 2^N configurations, so no
-sampling noise): log psi on random configurations, the energy and its gradient,
-the SR direction, and a training trajectory (energy and every parameter at
-every step).
+Each case builds a torch ansatz and copies its weights into the Flax twin. The
+checks use the exact estimator, a sum over all 2^N configurations, so there is
+no sampling noise. They compare log psi on random configurations, the energy
+and its gradient, the SR direction, and a training trajectory (energy and every
+parameter at every step).
 """
 
 from dataclasses import dataclass
