@@ -1,4 +1,4 @@
-"""Weight conversion rules, error messages, the neutral checkpoint, and cases C1-C2."""
+"""Weight conversion rules, error messages, the neutral checkpoint, weight layout and Sequential naming."""
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,7 @@ def test_buffer_goes_to_buffers_collection():
 
 
 def test_linear_layout_is_transposed():
-    """C1: a non-symmetric weight copied without a transpose gives the wrong output."""
+    """A non-symmetric weight copied without a transpose gives the wrong output."""
     model = torch.nn.Linear(2, 2, dtype=torch.float64)
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
@@ -73,14 +73,14 @@ def test_linear_layout_is_transposed():
 
 
 def test_sequential_names_skip_activation_index():
-    """C2: torch net.0/net.2 and Flax layers_0/layers_2 both count the ReLU."""
+    """Torch net.0/net.2 and Flax layers_0/layers_2 both count the ReLU."""
     pair = EXAMPLES["mlp"]
     variables = state_dict_to_variables(pair.torch_model().state_dict(), _template(pair))
     assert set(variables["params"]["net"]) == {"layers_0", "layers_2"}
 
 
 def test_flat_vectors_compare_only_through_index_map():
-    """C2: ravel_pytree's order differs from parameters_to_vector; the explicit map agrees."""
+    """Ravel_pytree's order differs from parameters_to_vector; the explicit map agrees."""
     pair = EXAMPLES["mlp"]
     model = pair.torch_model()
     params = state_dict_to_variables(model.state_dict(), _template(pair))["params"]

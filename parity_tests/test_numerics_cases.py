@@ -22,7 +22,7 @@ FAN_IN = 64
 
 
 def test_kernel_init_is_torch_uniform_law():
-    """C3: the Flax kernel initializer draws U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """The Flax kernel initializer draws U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1 / np.sqrt(FAN_IN)
     kernel = np.asarray(torch_linear_kernel_init(jax.random.key(0), (FAN_IN, FAN_IN), jnp.float64)).ravel()
     assert stats.kstest(kernel, "uniform", args=(-bound, 2 * bound)).pvalue > KS_P_MIN
@@ -33,7 +33,7 @@ def test_kernel_init_is_torch_uniform_law():
 
 
 def test_flax_default_kernel_init_is_rejected():
-    """C3: the same KS check tells Flax's default law apart, so it can fail."""
+    """The same KS check tells Flax's default law apart, so it can fail."""
     bound = 1 / np.sqrt(FAN_IN)
     default = nn.initializers.lecun_normal()(jax.random.key(0), (FAN_IN, FAN_IN), jnp.float64)
     assert stats.kstest(np.asarray(default).ravel(), "uniform", args=(-bound, 2 * bound)).pvalue < KS_P_MIN
@@ -63,7 +63,7 @@ class _TanhMLP(nn.Module):
 
 
 def test_output_scale_follows_torch_law():
-    """C3: averaged over 30 inits, a torch-law Flax MLP's output std matches torch's.
+    """Averaged over 30 inits, a torch-law Flax MLP's output std matches torch's.
 
     Measured: torch 0.262 (spread 0.026 per init), torch-law Flax 0.256, Flax
     default 0.609. The mean over 30 inits has a standard error near 0.005.
@@ -86,7 +86,7 @@ def test_output_scale_follows_torch_law():
 
 
 def test_float64_survives_without_silent_downcast():
-    """C4: with x64 on, float64 inputs stay float64 and tiny terms survive a sum."""
+    """With x64 on, float64 inputs stay float64 and tiny terms survive a sum."""
     x = np.array([1.0, 1e-8, -1.0])
     assert jnp.asarray(x).dtype == jnp.float64
     assert float(jnp.sum(jnp.asarray(x))) == pytest.approx(9.999999939e-09, rel=1e-9)
@@ -97,7 +97,7 @@ def test_float64_survives_without_silent_downcast():
 
 
 def test_float64_without_x64_downcasts_silently():
-    """C4: the failure mode itself, in a fresh process with x64 off."""
+    """The failure mode itself, in a fresh process with x64 off."""
     code = ("import jax, jax.numpy as jnp, numpy as np; "
             "x = jnp.asarray(np.array([1.0, 1e-8, -1.0])); print(x.dtype, float(jnp.sum(x)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -113,7 +113,7 @@ def test_flax_variables_have_requested_dtype(dtype):
 
 
 def test_relu_gradient_at_exact_zero():
-    """C5: a pre-activation of exactly 0 gets derivative 0 on both sides."""
+    """A pre-activation of exactly 0 gets derivative 0 on both sides."""
     pair = EXAMPLES["mlp"]
     model = pair.torch_model()
     with torch.no_grad():
@@ -138,7 +138,7 @@ def test_relu_gradient_at_exact_zero():
 
 
 def test_maximum_splits_tie_at_zero():
-    """C5: the pitfall the MLP avoids by using jax.nn.relu."""
+    """The pitfall the MLP avoids by using jax.nn.relu."""
     assert float(jax.grad(jax.nn.relu)(0.0)) == 0.0
     assert float(jax.grad(lambda v: jnp.maximum(v, 0.0))(0.0)) == 0.5
 
