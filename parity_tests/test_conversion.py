@@ -73,14 +73,14 @@ def test_linear_layout_is_transposed():
 
 
 def test_sequential_names_skip_activation_index():
-    """Torch net.0/net.2 and Flax layers_0/layers_2 both count the ReLU."""
+    """torch net.0/net.2 and Flax layers_0/layers_2 both count the ReLU."""
     pair = EXAMPLES["mlp"]
     variables = state_dict_to_variables(pair.torch_model().state_dict(), _template(pair))
     assert set(variables["params"]["net"]) == {"layers_0", "layers_2"}
 
 
 def test_flat_vectors_compare_only_through_index_map():
-    """Ravel_pytree's order differs from parameters_to_vector; the explicit map agrees."""
+    """ravel_pytree's order differs from parameters_to_vector; the explicit map agrees."""
     pair = EXAMPLES["mlp"]
     model = pair.torch_model()
     params = state_dict_to_variables(model.state_dict(), _template(pair))["params"]
