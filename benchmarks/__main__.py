@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Benchmark the torch and Flax twins on the same work, interleaved.")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats (about two minutes on 2 cores)")
+                        help="small sizes and few repeats, for a smoke check")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both frameworks run (default: cpu)")
     parser.add_argument("--suite", action="append", choices=SUITES,
