@@ -1,15 +1,14 @@
 """``twins parity``: the whole parity matrix as one table."""
 
 import json
-import os
 import sys
-import tempfile
 
 import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from twins.checkpoint import write_atomically
 from twins.devices import available_device_labels
 from twins.nqs_parity import CASES as NQS_CASES
 from twins.nqs_parity import run_nqs_matrix
@@ -50,11 +49,9 @@ def render(rows) -> Table:
 
 
 def write_json(path: str, rows) -> None:
-    """Write the rows to ``path`` atomically (a temporary file, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
-        json.dump([row.as_dict() for row in rows], handle, indent=2)
-    os.replace(handle.name, path)
+    """Write the rows to ``path`` atomically, so a failed write keeps the old file."""
+    payload = json.dumps([row.as_dict() for row in rows], indent=2).encode()
+    write_atomically(path, payload)
 
 
 def run(args) -> int:
