@@ -208,3 +208,14 @@ def test_variables_are_flat_paths():
     flat = traverse_util.flatten_dict(_template(pair), sep="/")
     assert sorted(flat) == ["params/net/layers_0/bias", "params/net/layers_0/kernel",
                             "params/net/layers_2/bias", "params/net/layers_2/kernel"]
+
+
+def test_checkpoint_file_mode_follows_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        checkpoint.save_torch(EXAMPLES["scale"].torch_model(), tmp_path / "scale.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "scale.safetensors").stat().st_mode & 0o777 == 0o644

@@ -81,11 +81,20 @@ def write_atomically(path: str | os.PathLike, payload: bytes) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+        # NamedTemporaryFile creates the file with mode 0600; give the result
+        # the mode a plain open() would, 0666 less the umask.
+        os.chmod(handle.name, 0o666 & ~_current_umask())
         os.replace(handle.name, path)
     except BaseException:
         if os.path.exists(handle.name):
             os.remove(handle.name)
         raise
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(umask)
+    return umask
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
