@@ -12,7 +12,6 @@ the ``complex`` metadata key.
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from flax import traverse_util
 from safetensors import safe_open
 from safetensors.numpy import save as save_bytes
 
+from twins.atomic import write_atomically
 from twins.convert import (BUFFERS, ConversionError, check_against_state_dict,
                            flax_path_to_torch_key, state_dict_to_variables,
                            variables_to_state_dict)
@@ -65,36 +65,6 @@ def save_checkpoint(path: str | os.PathLike, state_dict: Mapping, *, buffers=(),
     payload = save_bytes(tensors, metadata=metadata)
 
     write_atomically(path, payload)
-
-
-def write_atomically(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    The bytes go to a temporary file in the same directory (same filesystem),
-    are flushed to disk, and then replace ``path`` in one ``os.replace``. On any
-    error the temporary file is removed and ``path`` is left as it was.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=".", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile creates the file with mode 0600; give the result
-        # the mode a plain open() would, 0666 less the umask.
-        os.chmod(handle.name, 0o666 & ~_current_umask())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-        raise
-
-
-def _current_umask() -> int:
-    umask = os.umask(0)  # the only portable way to read it is to set it
-    os.umask(umask)
-    return umask
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

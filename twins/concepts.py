@@ -11,11 +11,11 @@ committed file is current and runs every snippet in it.
 
 import ast
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from twins.atomic import write_atomically
 from twins.sidebyside.views import FLAX_PACKAGE, TORCH_PACKAGE, module_path, repository_root
 
 
@@ -660,7 +660,4 @@ def write_markdown(path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_markdown(path.parent.resolve())
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600
-    os.replace(handle.name, path)
+    write_atomically(path, text)

@@ -36,7 +36,7 @@ from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
 from twins import hamiltonians, lattice
-from twins.checkpoint import write_atomically
+from twins.atomic import write_atomically
 from twins.stats import Stats, format_value_error, statistics
 
 FRAMEWORKS = ("torch", "flax")

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from twins.checkpoint import write_atomically
+from twins.atomic import write_atomically
 from twins.devices import available_device_labels
 from twins.nqs_parity import CASES as NQS_CASES
 from twins.nqs_parity import run_nqs_matrix

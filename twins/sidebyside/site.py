@@ -7,9 +7,7 @@ from ``file://``.
 
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +17,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from twins.atomic import write_atomically
 from twins.concepts import Concept, Location, concepts_in_row, resolve_all
 from twins.registry import EXAMPLES
 from twins.sidebyside.steps import FileAlignment, Row, SourceError, Step, dedented_spans
@@ -334,11 +333,7 @@ def render_index(all_views: list[View], resolved, pages: PageAlignments) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False,
-                                     encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600; a site is meant to be read
-    os.replace(handle.name, path)
+    write_atomically(path, text)
 
 
 def build_site(out_dir: Path, parity_json: str | None = None, run_parity: bool = True,
