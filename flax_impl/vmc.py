@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 import optax
 from flax import linen as nn
@@ -171,6 +172,14 @@ def sr_solve(s_matrix: jnp.ndarray, gradient: jnp.ndarray, diag_shift: float,
         )
     if max_condition is None:
         max_condition = 1.0 / (1000.0 * jnp.finfo(s_matrix.dtype).eps)
+    # S is a covariance, so positive semidefinite: the eigenvalues of S + shift
+    # lie in [shift, shift + trace(S)]. When that bound already meets
+    # max_condition, a Cholesky solve skips the eigenvalue computation, which
+    # costs several times the solve itself.
+    if (diag_shift + float(jnp.trace(s_matrix))) / diag_shift <= max_condition:
+        solution = _cholesky_solve(s_matrix, gradient, diag_shift)
+        if bool(jnp.all(jnp.isfinite(solution))):  # JAX's Cholesky fails with NaN, not an error
+            return solution
     solution, smallest, largest = _shifted_solve(s_matrix, gradient, diag_shift)
     smallest, largest = float(smallest), float(largest)
     condition = largest / smallest if smallest > 0 else math.inf
@@ -183,6 +192,13 @@ def sr_solve(s_matrix: jnp.ndarray, gradient: jnp.ndarray, diag_shift: float,
         shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
         return jnp.linalg.lstsq(shifted, gradient)[0]
     return solution
+
+
+@jax.jit
+def _cholesky_solve(s_matrix, gradient, diag_shift):
+    """Return the solution of (S + shift I) x = F by a Cholesky factorisation."""
+    shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
+    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), gradient)
 
 
 @jax.jit

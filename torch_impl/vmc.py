@@ -159,6 +159,14 @@ def sr_solve(s_matrix: torch.Tensor, gradient: torch.Tensor, diag_shift: float,
         max_condition = 1.0 / (1000.0 * torch.finfo(s_matrix.dtype).eps)
     shifted = s_matrix + diag_shift * torch.eye(len(s_matrix), dtype=s_matrix.dtype,
                                                 device=s_matrix.device)
+    # S is a covariance, so positive semidefinite: the eigenvalues of S + shift
+    # lie in [shift, shift + trace(S)]. When that bound already meets
+    # max_condition, a Cholesky solve skips the eigenvalue computation, which
+    # costs several times the solve itself.
+    if (diag_shift + torch.trace(s_matrix).item()) / diag_shift <= max_condition:
+        factor, info = torch.linalg.cholesky_ex(shifted)
+        if info.item() == 0:
+            return torch.cholesky_solve(gradient[:, None], factor)[:, 0]
     # S + shift is symmetric, so its condition number is the ratio of extreme
     # eigenvalues (cheaper than the SVD behind linalg.cond).
     eigenvalues = torch.linalg.eigvalsh(shifted)
