@@ -1,4 +1,4 @@
-"""Which device each framework runs on, and how to wait for it."""
+"""Device selection per framework, and synchronisation before reading a clock."""
 
 from __future__ import annotations
 

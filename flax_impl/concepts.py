@@ -1,7 +1,7 @@
 """The tutorial's ``nn.Module`` concepts in Flax, one small function each.
 
 Each function has a twin of the same name in ``torch_impl.concepts``. A Flax
-module holds no parameters: every function here takes the ``variables`` dict
+module stores no parameters, so every function here takes the ``variables`` dict
 that ``model.init`` returned.
 """
 
@@ -20,8 +20,8 @@ def call_vs_forward(model: nn.Module, variables: dict, x: jnp.ndarray) -> tuple[
 
     ``apply`` is the functional call, the counterpart of ``model(x)``. ``bind``
     returns a module with its variables attached, which can be called like a
-    torch module; interceptors (``nn.intercept_methods``) see both, since Flax
-    has no separate hook-free ``forward``.
+    torch module. Interceptors (``nn.intercept_methods``) run for both calls,
+    because Flax has no separate hook-free ``forward``.
     """
     return model.apply(variables, x), model.bind(variables)(x)
 
@@ -51,7 +51,7 @@ def record_intermediate(model: nn.Module, variables: dict, x: jnp.ndarray, submo
 def parameter_names(variables: dict) -> list[tuple[str, tuple[int, ...]]]:
     """Return ``(path, shape)`` for every leaf of ``variables['params']``, in sorted path order.
 
-    Only the ``params`` collection holds parameters; the ``buffers``
+    Only the ``params`` collection contains parameters, so the ``buffers``
     collection and plain attributes do not appear.
     """
     flat = traverse_util.flatten_dict(variables["params"], sep="/")
@@ -59,7 +59,7 @@ def parameter_names(variables: dict) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def make_optimizer(variables: dict, lr: float = 0.1) -> tuple[optax.GradientTransformation, optax.OptState]:
-    """Return SGD and its state for ``variables['params']``: optax sees only what it is given."""
+    """Return SGD and its state for ``variables['params']``: optax updates only the tree it is given."""
     optimizer = optax.sgd(lr)
     return optimizer, optimizer.init(variables["params"])
 

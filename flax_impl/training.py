@@ -33,7 +33,7 @@ def loss_and_grads(model: nn.Module, variables: dict, x: jnp.ndarray, y: jnp.nda
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation):
     """Return a jitted ``step(params, opt_state, rest, x, y) -> (params, opt_state, loss)``.
 
-    ``rest`` holds the non-``params`` collections. This is torch's
+    ``rest`` contains the non-``params`` collections. This is torch's
     ``zero_grad(); loss.backward(); optimizer.step()`` as one pure function:
     nothing accumulates, so there is nothing to zero.
     """

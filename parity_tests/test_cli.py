@@ -19,16 +19,19 @@ def test_list_names_every_example(capsys):
 def test_params_pairs_torch_and_flax_names(capsys):
     assert main(["params", "with_mask"]) == 0
     out = capsys.readouterr().out
-    assert "linear.weight" in out and "params/linear/kernel" in out
+    assert "linear.weight" in out
+    assert "params/linear/kernel" in out
     assert "(3, 3)" in out
-    assert "buffers/mask" in out and "buffer" in out
+    assert "buffers/mask" in out
+    assert "buffer" in out
 
 
 def test_params_unknown_example_lists_known(capsys):
     assert main(["params", "mlpp"]) == 2
     err = capsys.readouterr().err
     assert "unknown example 'mlpp'" in err
-    assert "tiny_linear" in err and "mlp" in err
+    assert "tiny_linear" in err
+    assert "mlp" in err
 
 
 def test_parity_writes_json_rows(tmp_path, capsys):
@@ -37,7 +40,8 @@ def test_parity_writes_json_rows(tmp_path, capsys):
     rows = json.loads(path.read_text())
     checks = {row["check"] for row in rows}
     assert checks == {"forward", "grad", "trajectory:sgd_momentum", "trajectory:adam"}
-    assert all(row["passed"] and row["device"] == "cpu" for row in rows)
+    assert all(row["passed"] for row in rows)
+    assert all(row["device"] == "cpu" for row in rows)
     assert "4 passed, 0 failed" in capsys.readouterr().out
 
 
@@ -61,7 +65,8 @@ def test_parity_includes_nqs_rows(tmp_path):
     assert main(["parity", "--example", "rbm_complex", "--dtype", "float32", "--json", str(path)]) == 0
     rows = json.loads(path.read_text())
     assert [row["check"] for row in rows] == ["log_psi", "energy_grad", "sr_direction", "trajectory:adam"]
-    assert all(row["passed"] and row["dtype"] == "float32" for row in rows)
+    assert all(row["passed"] for row in rows)
+    assert all(row["dtype"] == "float32" for row in rows)
 
 
 def test_nqs_log_psi_row_detects_wrong_weights(monkeypatch):

@@ -173,7 +173,8 @@ def test_describe_lists_layers_on_both_sides():
 
     assert "(0): Linear(in_features=4, out_features=16, bias=True)" in text_torch
     assert "(2): Linear(in_features=16, out_features=1, bias=True)" in text_torch
-    assert "net/layers_0" in text_flax and "net/layers_2" in text_flax
+    assert "net/layers_0" in text_flax
+    assert "net/layers_2" in text_flax
     n_torch = sum(p.numel() for p in torch_model.parameters())
     assert n_torch == 97
     assert f"Total Parameters: {n_torch}" in text_flax

@@ -33,7 +33,7 @@ def test_kernel_init_is_torch_uniform_law():
 
 
 def test_flax_default_kernel_init_is_rejected():
-    """The same KS check tells Flax's default law apart, so it can fail."""
+    """The same KS check rejects Flax's default law, so it can fail."""
     bound = 1 / np.sqrt(FAN_IN)
     default = nn.initializers.lecun_normal()(jax.random.key(0), (FAN_IN, FAN_IN), jnp.float64)
     assert stats.kstest(np.asarray(default).ravel(), "uniform", args=(-bound, 2 * bound)).pvalue < KS_P_MIN

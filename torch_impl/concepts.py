@@ -46,7 +46,7 @@ def parameter_names(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def make_optimizer(model: nn.Module, lr: float = 0.1) -> torch.optim.Optimizer:
-    """Return SGD over ``model.parameters()``: the optimizer sees registered parameters only."""
+    """Return SGD over ``model.parameters()``: the optimizer updates registered parameters only."""
     return torch.optim.SGD(model.parameters(), lr=lr)
 
 

@@ -9,7 +9,7 @@ class MLP(nn.Module):
 
     ``nn.Sequential`` names its children by position, so the parameters are
     ``net.0.weight`` (16, 4), ``net.0.bias`` (16,), ``net.2.weight`` (1, 16) and
-    ``net.2.bias`` (1,); the ReLU holds index 1 and owns no parameters.
+    ``net.2.bias`` (1,); the ReLU takes index 1 and owns no parameters.
     Init: torch's default Linear law per layer, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     """
 

@@ -147,9 +147,9 @@ def check_against_state_dict(state_dict: Mapping, template: Mapping) -> None:
                 f"state_dict {sorted(template)}. Check that the weights were written for this model."
             )
         found = tuple(array.shape)
-        wanted = tuple(template[key].shape)
-        if found != wanted:
-            raise ConversionError(_shape_message(key, wanted, found))
+        expected = tuple(template[key].shape)
+        if found != expected:
+            raise ConversionError(_shape_message(key, expected, found))
     for key in template:
         if key not in state_dict:
             raise ConversionError(
@@ -158,14 +158,14 @@ def check_against_state_dict(state_dict: Mapping, template: Mapping) -> None:
             )
 
 
-def _check_shape(key: str, path: tuple, wanted: tuple, found: tuple) -> None:
-    if tuple(found) != tuple(wanted):
-        raise ConversionError(_shape_message(f"{key} -> {'/'.join(path)}", wanted, found))
+def _check_shape(key: str, path: tuple, expected: tuple, found: tuple) -> None:
+    if tuple(found) != tuple(expected):
+        raise ConversionError(_shape_message(f"{key} -> {'/'.join(path)}", expected, found))
 
 
-def _shape_message(name: str, wanted: tuple, found: tuple) -> str:
-    message = f"shape mismatch for {name}: expected {tuple(wanted)}, found {tuple(found)}."
-    if len(wanted) == 2 and tuple(found) == tuple(wanted)[::-1]:
+def _shape_message(name: str, expected: tuple, found: tuple) -> str:
+    message = f"shape mismatch for {name}: expected {tuple(expected)}, found {tuple(found)}."
+    if len(expected) == 2 and tuple(found) == tuple(expected)[::-1]:
         message += (" The weight looks transposed: torch Linear stores weight as (out, in), "
                     "Flax Dense stores kernel as (in, out); convert with these functions "
                     "instead of copying arrays by hand.")
@@ -176,7 +176,7 @@ def _shape_message(name: str, wanted: tuple, found: tuple) -> str:
 
 def _flat_shapes(variables: Mapping) -> dict[tuple, tuple]:
     flat = traverse_util.flatten_dict(dict(variables))
-    # getattr first: a ``jax.eval_shape`` template holds ShapeDtypeStructs.
+    # getattr first, because a ``jax.eval_shape`` template contains ShapeDtypeStructs.
     return {path: tuple(getattr(leaf, "shape", np.shape(leaf))) for path, leaf in flat.items()}
 
 

@@ -1,4 +1,4 @@
-"""What a naive optax port of each torch optimizer gets wrong, measured on the toy problem.
+"""Errors of naive optax ports of each torch optimizer, measured on the toy problem.
 
 Toy problem: w0 = [0.5, -1.0], L(w) = 0.5 sum(s (w - t)^2) with s = [1, 3],
 t = [1, 2], float64, gradients from autograd (torch) and ``jax.grad`` (JAX).

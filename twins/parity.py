@@ -1,8 +1,8 @@
 """Parity checks between the torch and Flax twins of each registered example.
 
-Each check copies the torch model's weights into the Flax model (by the rules in
-``twins.convert``), runs both on the same float64 numpy data cast to the
-dtype under test, and reports the largest absolute and relative error over the
+Each check copies the torch model's weights into the Flax model by the rules in
+``twins.convert`` and runs both on the same float64 numpy data, cast to the
+dtype under test. It reports the largest absolute and relative error over the
 named leaves.
 """
 

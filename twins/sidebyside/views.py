@@ -1,4 +1,4 @@
-"""What ``twins show NAME`` shows: the twin files of each example, aligned.
+"""Views for ``twins show NAME``: the twin files of each example, aligned.
 
 Every registered example shows its model file and the shared training code.
 ``rbm`` shows the NQS ansatz, sampler and VMC files, and a few twin files can
