@@ -82,10 +82,8 @@ def make_iteration(model, hamiltonian, optimizer: optax.GradientTransformation, 
         sites, uniforms = flax_impl.sampler.draw_proposals(
             proposal_key, n_discard + samples_per_chain, n_sites, n_chains)
         rbm = flax_impl.sampler.rbm_arrays({"params": params})
-        # NOTE: the public sample_rbm reads the acceptance rate on the host and
-        # cannot be traced inside another jit, so this calls its jitted core,
-        # a private function whose signature may change.
-        chains = flax_impl.sampler._sample_rbm(*rbm, s, sites, uniforms, n_discard)
+        # sample_rbm reads the acceptance rate on the host; its core traces.
+        chains = flax_impl.sampler.rbm_sampler_core(*rbm, s, sites, uniforms, n_discard)
         samples = chains.samples.reshape(-1, n_sites)
 
         log_psi = functools.partial(model.apply, {"params": params})

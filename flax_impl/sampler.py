@@ -19,11 +19,15 @@ make the same accept/reject decisions, up to rounding in log psi.
 Two samplers share this contract. ``sample`` evaluates the model on every
 proposal, for any ansatz, and is the parity reference. ``sample_rbm`` updates
 the RBM's hidden pre-activations on each flip instead: the same chains at
-O(n_hidden) per proposal.
+O(n_hidden) per proposal. For a real RBM with moderate weights it goes further
+and takes the amplitude ratio of a flip from cached tanh(theta) and tables of
+cosh, sinh and tanh of 2 W, with no transcendental function per hidden unit
+(``flip_factors``).
 Both are jitted, with ``lax.scan`` over sweeps and over the proposals of a
 sweep, where the torch twin runs two Python loops.
 """
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -177,32 +181,106 @@ def rbm_arrays(variables: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
 def sample_rbm(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: jax.Array,
                s: jax.Array, sites, uniforms, n_discard: int,
                n_samples: int) -> MetropolisSamples:
-    """Run the same sweeps as ``sample`` for an RBM, updating cached pre-activations.
+    """Run the same sweeps as ``sample`` for an RBM, from cached hidden pre-activations.
 
     The RBM is log psi(s) = sum_i a_i s_i + sum_j log cosh(theta_j), with
     theta = s W + b. ``kernel`` W is (n_sites, n_hidden), Flax's in x out
     layout (the transpose of torch's ``weight``); ``hidden_bias`` b is
     (n_hidden,), ``visible_bias`` a is (n_sites,). Real or complex.
 
-    Same inputs, same chains as ``sample(model.apply, ...)`` up to rounding.
+    Two paths give the same chains: the log-cosh path updates theta on each
+    flip and sums log cosh differences; the flip-ratio path (real W within
+    ``use_flip_ratio``'s bounds) keeps tanh(theta) and multiplies the ratios of
+    ``flip_factors``. Same inputs, same chains as ``sample(model.apply, ...)``
+    up to rounding. Use ``rbm_sampler_core`` inside a jitted function of your
+    own.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
-    return _finish(_sample_rbm(kernel, hidden_bias, visible_bias, s, jnp.asarray(sites),
-                               jnp.asarray(uniforms, dtype=jnp.float64), n_discard))
+    return _finish(rbm_sampler_core(kernel, hidden_bias, visible_bias, s, jnp.asarray(sites),
+                                    jnp.asarray(uniforms, dtype=jnp.float64), n_discard))
+
+
+def flip_factors(kernel: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Return cosh(2 W), sinh(2 W) and tanh(2 W), each (n_sites, n_hidden).
+
+    Flipping s_i -> -s_i moves theta_j to theta_j - d_j with d_j = 2 s_i W_ij,
+    and by the addition theorems
+
+        cosh(theta_j - d_j) / cosh(theta_j) = cosh(d_j) - tanh(theta_j) sinh(d_j),
+        tanh(theta_j - d_j) = (tanh(theta_j) - tanh(d_j)) / (1 - tanh(theta_j) tanh(d_j)).
+
+    With these tables (cosh is even, sinh and tanh are odd in s_i) a proposal
+    needs no transcendental function per hidden unit, only one log per chain.
+    The parameters do not change while sampling, so they are computed once.
+    """
+    two_w = 2 * kernel
+    return jnp.cosh(two_w), jnp.sinh(two_w), jnp.tanh(two_w)
+
+
+# The flip-ratio path runs when every |W_ij| is at most this. cosh d - tanh(theta)
+# sinh d cancels when tanh(theta) is near sign(d), with relative error up to
+# eps * exp(2 |d|), and the tanh update amplifies an error in tanh(theta) by up
+# to exp(2 |d|): at |d| = 2 |W_ij| <= 2 both stay below 55 eps. Larger weights
+# (a diverging run) take the log-cosh path, exact to rounding for any weights.
+MAX_FLIP_RATIO_WEIGHT = 1.0
+
+
+def use_flip_ratio(kernel: jax.Array) -> jax.Array:
+    """Return whether ``sample_rbm`` may use the flip-ratio path for ``kernel``.
+
+    It needs a real W with every |W_ij| <= ``MAX_FLIP_RATIO_WEIGHT``, and a
+    product of one flip's hidden ratios that stays in the normal range: each
+    ratio lies in [exp(-|d_j|), exp(|d_j|)], so every partial product of a
+    flip of site i lies within exp(+-sum_j 2 |W_ij|), which must stay below
+    -log(tiny). A complex W has no such bound (cosh can vanish).
+    """
+    if jnp.iscomplexobj(kernel):
+        return jnp.asarray(False)
+    limit = -math.log(jnp.finfo(kernel.dtype).tiny)
+    magnitude = jnp.abs(kernel)
+    return ((jnp.max(magnitude) <= MAX_FLIP_RATIO_WEIGHT)
+            & (jnp.max(jnp.sum(2 * magnitude, axis=1)) < limit))
 
 
 @partial(jax.jit, static_argnums=(6,))
-def _sample_rbm(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
+def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
+    """The jitted body of ``sample_rbm``, traceable inside another ``jax.jit``.
+
+    Takes the checked arrays and returns ``MetropolisSamples`` whose
+    ``acceptance`` is still the accepted count (an integer array).
+    """
     n_chains = s.shape[0]
     chains = jnp.arange(n_chains)
 
-    def propose(carry, xs):
-        s, theta, log_psi = carry
+    def log_psi_of(s):
+        theta = s.astype(kernel.dtype) @ kernel + hidden_bias
+        return theta, s.astype(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(axis=1)
+
+    def flip_ratio_proposal(cosh_2w, sinh_2w, tanh_2w):
+        def propose(carry, xs):
+            s, tanh_theta = carry
+            flip, u = xs
+            spin = s[chains, flip]  # (n_chains,), the value before the flip
+            sinh_d = spin[:, None] * sinh_2w[flip]
+            tanh_d = spin[:, None] * tanh_2w[flip]
+            # cosh(theta_j - d_j) / cosh(theta_j) per hidden unit, (n_chains, H).
+            ratio = cosh_2w[flip] - tanh_theta * sinh_d
+            log_ratio = -2 * spin * visible_bias[flip] + jnp.log(jnp.prod(ratio, axis=1))
+
+            accept = _accept(u, log_ratio)
+            s = s.at[chains, flip].set(jnp.where(accept, -spin, spin))
+            tanh_theta = jnp.where(accept[:, None],
+                                   (tanh_theta - tanh_d) / (1 - tanh_theta * tanh_d), tanh_theta)
+            return (s, tanh_theta), accept.sum()
+        return propose
+
+    def log_cosh_proposal(carry, xs):
+        s, theta = carry
         flip, u = xs
-        spin = s[chains, flip]  # (n_chains,), the value before the flip
+        spin = s[chains, flip]
         # Flipping s_i -> -s_i changes theta_j by -2 s_i W_ij and the visible
-        # term by -2 a_i s_i: O(n_hidden) per chain, where a full forward
-        # pass costs O(n_sites * n_hidden).
+        # term by -2 a_i s_i: O(n_hidden) per chain, where a full forward pass
+        # costs O(n_sites * n_hidden).
         proposal_theta = theta - 2 * spin[:, None] * kernel[flip]
         log_ratio = (-2 * spin * visible_bias[flip]
                      + (log_cosh(proposal_theta) - log_cosh(theta)).sum(axis=1))
@@ -210,18 +288,27 @@ def _sample_rbm(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard
         accept = _accept(u, log_ratio)
         s = s.at[chains, flip].set(jnp.where(accept, -spin, spin))
         theta = jnp.where(accept[:, None], proposal_theta, theta)
-        log_psi = jnp.where(accept, log_psi + log_ratio, log_psi)
-        return (s, theta, log_psi), accept.sum()
+        return (s, theta), accept.sum()
 
-    def sweep(carry, xs):
-        s, _ = carry
-        # Recomputed once per sweep (one matmul) so that rounding from the
-        # incremental updates cannot accumulate over many sweeps.
-        theta = s.astype(kernel.dtype) @ kernel + hidden_bias
-        log_psi = s.astype(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(axis=1)
-        (s, _, log_psi), n_accepted = lax.scan(propose, (s, theta, log_psi), xs)
-        return (s, log_psi), (s, log_psi, n_accepted.sum())
+    def run(propose, cache):
+        def sweep(carry, xs):
+            s, theta, _ = carry
+            (s, _), n_accepted = lax.scan(propose, (s, cache(theta)), xs)
+            # theta and log psi are recomputed from s once per sweep (one
+            # matmul): the recorded log psi is the model's, on its branch of
+            # the complex log, and rounding from the per-flip updates cannot
+            # accumulate over sweeps.
+            theta, log_psi = log_psi_of(s)
+            return (s, theta, log_psi), (s, log_psi, n_accepted.sum())
 
-    carry = (s, jnp.zeros(n_chains, dtype=jnp.result_type(kernel, visible_bias)))
-    (s, log_psi), history = _run_sweeps(sweep, carry, sites, uniforms, n_discard)
-    return _pack(s, log_psi, history)
+        (last, _, log_psi), history = _run_sweeps(sweep, (s, *log_psi_of(s)), sites, uniforms,
+                                                  n_discard)
+        return _pack(last, log_psi, history)
+
+    def exact():
+        return run(log_cosh_proposal, lambda theta: theta)
+
+    if jnp.iscomplexobj(kernel):
+        return exact()
+    return lax.cond(use_flip_ratio(kernel),
+                    lambda: run(flip_ratio_proposal(*flip_factors(kernel)), jnp.tanh), exact)

@@ -29,8 +29,12 @@ N_SWEEPS_SHARED = 1000
 N_SIGMA = 5.0
 
 
-def _rbm_pair(seed, n_sites, complex_params, scale=0.4, visible_bias=None):
-    """Return a torch RBM with N(0, scale^2) parameters and its Flax twin's variables."""
+def _rbm_pair(seed, n_sites, complex_params, scale=0.4, visible_bias=None, first_weight=None):
+    """Return a torch RBM with N(0, scale^2) parameters and its Flax twin's variables.
+
+    ``first_weight`` overrides W_00, to put the weights outside the bound of
+    the samplers' flip-ratio path.
+    """
     dtype = torch.complex128 if complex_params else torch.float64
     model = torch_ansatz.RBM(n_sites, alpha=ALPHA, dtype=dtype)
     rng = np.random.default_rng(seed)
@@ -42,6 +46,8 @@ def _rbm_pair(seed, n_sites, complex_params, scale=0.4, visible_bias=None):
             parameter.copy_(torch.as_tensor(values))
         if visible_bias is not None:
             model.visible_bias.fill_(visible_bias)
+        if first_weight is not None:
+            model.Dense.weight[0, 0] = first_weight
     flax_model = flax_ansatz.RBM(alpha=ALPHA, param_dtype=jnp.complex128 if complex_params
                                  else jnp.float64)
     template = jax.eval_shape(flax_model.init, jax.random.key(0), jnp.ones((1, n_sites)))
@@ -76,11 +82,25 @@ def _run_all_four(seed, complex_params, start, sites, uniforms, n_discard, n_sam
     }
 
 
-@pytest.mark.parametrize("complex_params", [False, True], ids=["real", "complex"])
-def test_shared_randomness_identical_chains(complex_params):
+# (complex parameters, W_00 override, whether the RBM samplers take the flip-ratio path)
+SAMPLER_PATHS = {
+    "real-flip-ratio": (False, None, True),
+    "real-log-cosh": (False, 1.5, False),
+    "complex-log-cosh": (True, None, False),
+}
+
+
+@pytest.mark.parametrize("case", list(SAMPLER_PATHS))
+def test_shared_randomness_identical_chains(case):
     """Torch, Flax and both RBM fast paths make every decision alike for 1000 sweeps."""
+    complex_params, first_weight, flip_ratio = SAMPLER_PATHS[case]
+    model, _, variables = _rbm_pair(10, N_SITES, complex_params, first_weight=first_weight)
+    assert torch_sampler.use_flip_ratio(model.Dense.weight) == flip_ratio
+    assert bool(flax_sampler.use_flip_ratio(variables["params"]["Dense"]["kernel"])) == flip_ratio
+
     start, sites, uniforms = _shared_inputs(11, N_SITES, N_CHAINS, N_DISCARD + N_SWEEPS_SHARED)
-    runs = _run_all_four(10, complex_params, start, sites, uniforms, N_DISCARD, N_SWEEPS_SHARED)
+    runs = _run_all_four(10, complex_params, start, sites, uniforms, N_DISCARD, N_SWEEPS_SHARED,
+                         first_weight=first_weight)
 
     reference = runs["torch"]
     assert reference.samples.shape == (N_CHAINS, N_SWEEPS_SHARED, N_SITES)
@@ -213,3 +233,16 @@ def test_concentrated_state_never_accepts():
     for name, run in runs.items():
         assert float(run.acceptance) == 0.0, name
         assert (np.asarray(run.samples) == 1.0).all(), name
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [("float64", True), ("float32", False)])
+def test_flip_ratio_needs_a_product_in_range(dtype, expected):
+    """|W_ij| = 0.9 over 64 hidden units bounds a flip's log ratio by 115.2.
+
+    That is below -log(tiny) in float64 (708.4) and above it in float32
+    (87.3), where the product could overflow, so float32 takes the
+    log-cosh path.
+    """
+    kernel = np.full((8, 64), 0.9, dtype=dtype)
+    assert torch_sampler.use_flip_ratio(torch.tensor(kernel.T)) == expected
+    assert bool(flax_sampler.use_flip_ratio(jnp.asarray(kernel))) == expected

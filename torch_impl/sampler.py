@@ -19,9 +19,13 @@ make the same accept/reject decisions, up to rounding in log psi.
 Two samplers share this contract. ``sample`` evaluates the model on every
 proposal, for any ansatz, and is the parity reference. ``sample_rbm`` updates
 the RBM's hidden pre-activations on each flip instead: the same chains at
-O(n_hidden) per proposal.
+O(n_hidden) per proposal. For a real RBM with moderate weights it goes further
+and takes the amplitude ratio of a flip from cached tanh(theta) and tables of
+cosh, sinh and tanh of 2 W, with no transcendental function per hidden unit
+(``flip_factors``).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -109,7 +113,8 @@ def sample(log_psi_fn: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
     s = s.clone()
     log_psi = log_psi_fn(s)
     recorded, recorded_log_psi = [], []
-    accepted = 0
+    # Counted on the device: a host read per proposal would wait for every op.
+    accepted = torch.zeros((), dtype=torch.int64, device=s.device)
     for t in range(n_discard + n_samples):
         for k in range(n_sites):
             flip = sites[t, k]
@@ -121,14 +126,15 @@ def sample(log_psi_fn: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
             s = torch.where(accept[:, None], proposal, s)
             log_psi = torch.where(accept, proposal_log_psi, log_psi)
             if t >= n_discard:
-                accepted += int(accept.sum())
+                accepted += accept.sum()
         if t >= n_discard:
             recorded.append(s)
             recorded_log_psi.append(log_psi)
 
     return MetropolisSamples(
         samples=torch.stack(recorded, dim=1), log_psi=torch.stack(recorded_log_psi, dim=1),
-        acceptance=accepted / (n_samples * n_sites * n_chains), last=s, last_log_psi=log_psi)
+        acceptance=int(accepted) / (n_samples * n_sites * n_chains), last=s,
+        last_log_psi=log_psi)
 
 
 def rbm_arrays(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -151,49 +157,148 @@ def rbm_arrays(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: torch.Tensor,
                s: torch.Tensor, sites, uniforms, n_discard: int,
                n_samples: int) -> MetropolisSamples:
-    """Run the same sweeps as ``sample`` for an RBM, updating cached pre-activations.
+    """Run the same sweeps as ``sample`` for an RBM, from cached hidden pre-activations.
 
     The RBM is log psi(s) = sum_i a_i s_i + sum_j log cosh(theta_j), with
     theta = s W^T + b. ``weight`` W is (n_hidden, n_sites), torch's out x in
     layout (the transpose of Flax's ``kernel``); ``hidden_bias`` b is
     (n_hidden,), ``visible_bias`` a is (n_sites,). Real or complex.
 
-    Same inputs, same chains as ``sample(rbm.log_psi, ...)`` up to rounding.
+    Two paths give the same chains: the log-cosh path updates theta on each
+    flip and sums log cosh differences; the flip-ratio path (real W within
+    ``use_flip_ratio``'s bounds) keeps tanh(theta) and multiplies the ratios of
+    ``flip_factors``. Same inputs, same chains as ``sample(rbm.log_psi, ...)``
+    up to rounding.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)
     n_chains, n_sites = s.shape
-    chains = torch.arange(n_chains, device=s.device)
-    columns = weight.T  # (n_sites, n_hidden): row i is W[:, i], the weights of site i
+    # Row i of W^T holds the weights of site i, (n_sites, n_hidden).
+    columns = weight.T.contiguous()
+    if use_flip_ratio(weight):
+        tables = flip_factors(columns)
+
+        def sweep(s, theta, sites, uniforms):
+            return flip_ratio_sweep(s, torch.tanh(theta), sites, uniforms, tables, visible_bias)
+    else:
+        def sweep(s, theta, sites, uniforms):
+            return log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias)
+
+    def log_psi_of(s):
+        theta = s.to(weight.dtype) @ weight.T + hidden_bias
+        return theta, s.to(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(dim=1)
 
     s = s.clone()
+    theta, _ = log_psi_of(s)
     recorded, recorded_log_psi = [], []
-    accepted = 0
+    # Counted on the device: a host read per sweep would wait for every op.
+    accepted = torch.zeros((), dtype=torch.int64, device=s.device)
     for t in range(n_discard + n_samples):
-        # Recomputed once per sweep (one matmul) so that rounding from the
-        # incremental updates below cannot accumulate over many sweeps.
-        theta = s.to(weight.dtype) @ weight.T + hidden_bias
-        log_psi = s.to(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(dim=1)
-        for k in range(n_sites):
-            flip = sites[t, k]
-            spin = s[chains, flip]  # (n_chains,), the value before the flip
-            # Flipping s_i -> -s_i changes theta_j by -2 s_i W_ji and the
-            # visible term by -2 a_i s_i: O(n_hidden) per chain, where a full
-            # forward pass costs O(n_sites * n_hidden).
-            proposal_theta = theta - 2 * spin[:, None] * columns[flip]
-            log_ratio = (-2 * spin * visible_bias[flip]
-                         + (log_cosh(proposal_theta) - log_cosh(theta)).sum(dim=1))
-
-            accept = _accept(uniforms[t, k], log_ratio)
-            s[chains, flip] = torch.where(accept, -spin, spin)
-            theta = torch.where(accept[:, None], proposal_theta, theta)
-            log_psi = torch.where(accept, log_psi + log_ratio, log_psi)
-            if t >= n_discard:
-                accepted += int(accept.sum())
+        s, n_accepted = sweep(s, theta, sites[t], uniforms[t])
+        # theta and log psi are recomputed from s once per sweep (one matmul):
+        # the recorded log psi is the model's, on its branch of the complex
+        # log, and rounding from the per-flip updates cannot accumulate over
+        # sweeps.
+        theta, log_psi = log_psi_of(s)
         if t >= n_discard:
+            accepted += n_accepted
             recorded.append(s.clone())
             recorded_log_psi.append(log_psi)
 
     return MetropolisSamples(
         samples=torch.stack(recorded, dim=1), log_psi=torch.stack(recorded_log_psi, dim=1),
-        acceptance=accepted / (n_samples * n_sites * n_chains), last=s, last_log_psi=log_psi)
+        acceptance=int(accepted) / (n_samples * n_sites * n_chains), last=s,
+        last_log_psi=log_psi)
+
+
+def flip_factors(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return cosh(2 W^T), sinh(2 W^T) and tanh(2 W^T), each (n_sites, n_hidden).
+
+    ``columns`` is W^T. Flipping s_i -> -s_i moves theta_j to theta_j - d_j with
+    d_j = 2 s_i W_ji, and by the addition theorems
+
+        cosh(theta_j - d_j) / cosh(theta_j) = cosh(d_j) - tanh(theta_j) sinh(d_j),
+        tanh(theta_j - d_j) = (tanh(theta_j) - tanh(d_j)) / (1 - tanh(theta_j) tanh(d_j)).
+
+    With these tables (cosh is even, sinh and tanh are odd in s_i) a proposal
+    needs no transcendental function per hidden unit, only one log per chain.
+    The parameters do not change while sampling, so they are computed once.
+    """
+    two_w = 2 * columns
+    return torch.cosh(two_w), torch.sinh(two_w), torch.tanh(two_w)
+
+
+# The flip-ratio path runs when every |W_ij| is at most this. cosh d - tanh(theta)
+# sinh d cancels when tanh(theta) is near sign(d), with relative error up to
+# eps * exp(2 |d|), and the tanh update amplifies an error in tanh(theta) by up
+# to exp(2 |d|): at |d| = 2 |W_ij| <= 2 both stay below 55 eps. Larger weights
+# (a diverging run) take the log-cosh path, exact to rounding for any weights.
+MAX_FLIP_RATIO_WEIGHT = 1.0
+
+
+def use_flip_ratio(weight: torch.Tensor) -> bool:
+    """Return whether ``sample_rbm`` may use the flip-ratio path for ``weight``.
+
+    It needs a real W with every |W_ji| <= ``MAX_FLIP_RATIO_WEIGHT``, and a
+    product of one flip's hidden ratios that stays in the normal range: each
+    ratio lies in [exp(-|d_j|), exp(|d_j|)], so every partial product of a
+    flip of site i lies within exp(+-sum_j 2 |W_ji|), which must stay below
+    -log(tiny). A complex W has no such bound (cosh can vanish).
+    """
+    if weight.is_complex():
+        return False
+    limit = -math.log(torch.finfo(weight.dtype).tiny)
+    magnitude = weight.abs()
+    return bool((magnitude.max() <= MAX_FLIP_RATIO_WEIGHT)
+                & ((2 * magnitude).sum(dim=0).max() < limit))
+
+
+def flip_ratio_sweep(s, tanh_theta, sites, uniforms, tables, visible_bias):
+    """Run one sweep on the flip-ratio path, in place on ``s``; return ``(s, accepted)``.
+
+    ``sites`` and ``uniforms`` are (n_sites, n_chains), ``tanh_theta`` is
+    (n_chains, n_hidden) at the sweep's start and ``tables`` is
+    ``flip_factors(W^T)``. A function of tensors only, so that
+    ``torch.compile`` can take a whole sweep as one graph.
+    """
+    cosh_2w, sinh_2w, tanh_2w = tables
+    chains = torch.arange(s.shape[0], device=s.device)
+    accepted = torch.zeros((), dtype=torch.int64, device=s.device)
+    for flip, u in zip(sites, uniforms):
+        spin = s[chains, flip]  # (n_chains,), the value before the flip
+        sinh_d = spin[:, None] * sinh_2w[flip]
+        tanh_d = spin[:, None] * tanh_2w[flip]
+        # cosh(theta_j - d_j) / cosh(theta_j) per hidden unit, (n_chains, H).
+        ratio = cosh_2w[flip] - tanh_theta * sinh_d
+        log_ratio = -2 * spin * visible_bias[flip] + torch.log(torch.prod(ratio, dim=1))
+
+        accept = _accept(u, log_ratio)
+        s[chains, flip] = torch.where(accept, -spin, spin)
+        tanh_theta = torch.where(accept[:, None],
+                                 (tanh_theta - tanh_d) / (1 - tanh_theta * tanh_d), tanh_theta)
+        accepted += accept.sum()
+    return s, accepted
+
+
+def log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias):
+    """Run one sweep on the log-cosh path, in place on ``s``; return ``(s, accepted)``.
+
+    ``theta`` is (n_chains, n_hidden) at the sweep's start and ``columns`` is
+    W^T, whose row i holds the weights of site i.
+    """
+    chains = torch.arange(s.shape[0], device=s.device)
+    accepted = torch.zeros((), dtype=torch.int64, device=s.device)
+    for flip, u in zip(sites, uniforms):
+        spin = s[chains, flip]  # (n_chains,), the value before the flip
+        # Flipping s_i -> -s_i changes theta_j by -2 s_i W_ji and the visible
+        # term by -2 a_i s_i: O(n_hidden) per chain, where a full forward pass
+        # costs O(n_sites * n_hidden).
+        proposal_theta = theta - 2 * spin[:, None] * columns[flip]
+        log_ratio = (-2 * spin * visible_bias[flip]
+                     + (log_cosh(proposal_theta) - log_cosh(theta)).sum(dim=1))
+
+        accept = _accept(u, log_ratio)
+        s[chains, flip] = torch.where(accept, -spin, spin)
+        theta = torch.where(accept[:, None], proposal_theta, theta)
+        accepted += accept.sum()
+    return s, accepted

@@ -1,0 +1,75 @@
+"""The SR direction in parameter space and in sample space, against the numpy reference.
+
+``sr_direction`` solves the P x P system S + eps I when there are at most as
+many parameters P as rows R of Y (B samples, 2B for a complex O), and the
+R x R system Y Y^T + eps I otherwise. Both must give the direction of
+``sr_solve(sr_matrix(O, p), F, eps)``.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from flax_impl import vmc as flax_vmc
+from torch_impl import vmc as torch_vmc
+from twins import nqs_reference as reference
+from twins.nqs_pairs import relative_error
+from twins.tolerances import NQS_FLOAT64_SR
+
+# (samples B, parameters P, complex O, complex E_loc, uniform weights) and the
+# system solved: R = B (real O) or 2B (complex O) rows against P columns.
+CASES = {
+    "real-parameter-space": (60, 25, False, False, True),
+    "real-sample-space": (25, 60, False, False, True),
+    "complex-parameter-space": (20, 30, True, True, False),
+    "complex-sample-space": (20, 70, True, False, False),
+    "real-sample-space-weighted": (25, 60, False, False, False),
+}
+
+
+def _problem(n_samples, n_params, complex_o, complex_e, uniform, seed=0):
+    rng = np.random.default_rng(seed)
+    o_matrix = rng.normal(size=(n_samples, n_params))
+    if complex_o:
+        o_matrix = o_matrix + 1j * rng.normal(size=(n_samples, n_params))
+    e_loc = rng.normal(size=n_samples) + (1j * rng.normal(size=n_samples) if complex_e else 0)
+    weights = np.full(n_samples, 1.0 / n_samples) if uniform else rng.random(n_samples)
+    return o_matrix, e_loc, weights / weights.sum()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sr_direction_matches_reference(case):
+    o_matrix, e_loc, weights = _problem(*CASES[case])
+    _, _, gradient = reference.energy_and_gradient(o_matrix + 0j, e_loc, weights)
+    expected = reference.sr_solve(reference.sr_matrix(o_matrix + 0j, weights), gradient, 0.1)
+
+    torch_direction = torch_vmc.sr_direction(torch.tensor(o_matrix), torch.tensor(e_loc),
+                                             torch.tensor(weights), 0.1)
+    flax_direction = flax_vmc.sr_direction(jnp.asarray(o_matrix), jnp.asarray(e_loc),
+                                           jnp.asarray(weights), 0.1)
+    assert torch_direction.dtype == torch.float64
+    assert flax_direction.dtype == jnp.float64
+    assert relative_error(torch_direction.numpy(), expected) < NQS_FLOAT64_SR
+    assert relative_error(np.asarray(flax_direction), expected) < NQS_FLOAT64_SR
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+@pytest.mark.parametrize(("case", "system"), [("real-parameter-space", "S"),
+                                              ("complex-sample-space", "Y Y\\^T")])
+def test_sr_direction_tiny_shift_names_the_system(framework, case, system):
+    """A shift that vanishes next to the eigenvalues warns about the system it solves.
+
+    Y Y^T is singular by construction (its rows are centred); S is made
+    singular by repeating a column of O.
+    """
+    o_matrix, e_loc, weights = _problem(*CASES[case])
+    o_matrix[:, 1] = o_matrix[:, 0]
+    if framework == "torch":
+        module, as_array = torch_vmc, torch.tensor
+    else:
+        module, as_array = flax_vmc, jnp.asarray
+    with pytest.warns(module.SingularMatrixWarning, match=f"^{system} \\+ 1e-300 I"):
+        direction = module.sr_direction(as_array(o_matrix), as_array(e_loc),
+                                        as_array(weights), 1e-300)
+    assert np.all(np.isfinite(np.asarray(direction)))
