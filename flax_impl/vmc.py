@@ -143,13 +143,15 @@ def sr_matrix(o_matrix: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
 
 
 def _real_inner(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """Return Re(conj(a)^T b) for complex a (B, P) and real or complex b (B, K).
+    """Return Re(conj(a)^T b) for real or complex a (B, P) and b (B, K).
 
     Re(conj(a)^T b) = Re(a)^T Re(b) + Im(a)^T Im(b): two real products, half
     the work of the complex product whose imaginary part would be dropped.
     """
     if not jnp.iscomplexobj(b):
         return a.real.T @ b
+    if not jnp.iscomplexobj(a):
+        return a.T @ b.real
     return a.real.T @ b.real + a.imag.T @ b.imag
 
 
@@ -165,50 +167,111 @@ def sr_solve(s_matrix: jnp.ndarray, gradient: jnp.ndarray, diag_shift: float,
     (``jnp.linalg.lstsq``) is returned. The check reads the condition number
     on the host, so call this outside ``jax.jit``.
     """
+    return _shifted_solve(s_matrix, gradient, diag_shift, max_condition, "S")
+
+
+def sr_factors(o_matrix: jnp.ndarray, e_loc: jnp.ndarray,
+               weights: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Return a real Y (R, P) and z (R,) with S = Y^T Y and F = 2 Y^T z.
+
+    Y = sqrt(p) (O - <O>) and z = sqrt(p) (E_loc - E), row by row. A complex
+    O stacks its real part over its imaginary part (R = 2B), since
+    Re(conj(a) b) = Re a Re b + Im a Im b; a real O keeps R = B.
+    """
+    root = jnp.sqrt(weights)
+    y = root[:, None] * (o_matrix - jnp.sum(weights[:, None] * o_matrix, axis=0))
+    z = root * (e_loc - jnp.sum(weights * e_loc))
+    if jnp.iscomplexobj(y):
+        y = jnp.concatenate([y.real, y.imag])
+        z = jnp.concatenate([z.real, z.imag if jnp.iscomplexobj(z) else jnp.zeros_like(z)])
+    return y, jnp.real(z)
+
+
+def sr_direction(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray,
+                 diag_shift: float, max_condition: float | None = None) -> jnp.ndarray:
+    """Return the SR direction (S + diag_shift I)^-1 F (P,) without forming S when P > R.
+
+    Same value as ``sr_solve(sr_matrix(O, p), F, diag_shift)``, up to
+    rounding. With S = Y^T Y and F = 2 Y^T z (``sr_factors``), the
+    push-through identity (Y^T Y + eps I)^-1 Y^T = Y^T (Y Y^T + eps I)^-1
+    turns the P x P system into an R x R one:
+
+        delta = Y^T (Y Y^T + eps I)^-1 2 z,
+
+    the cheaper one when there are more parameters P than rows R (B samples,
+    2B for a complex O). The conditioning check and the least-squares
+    fallback are those of ``sr_solve``, applied to the system solved; call
+    this outside ``jax.jit``.
+    """
+    rows = o_matrix.shape[0] * (2 if jnp.iscomplexobj(o_matrix) else 1)
+    sample_space = o_matrix.shape[1] > rows
+    matrix, rhs, y = _sr_system(o_matrix, e_loc, weights, sample_space)
+    if not sample_space:
+        return _shifted_solve(matrix, rhs, diag_shift, max_condition, "S")
+    return _times_transpose(y, _shifted_solve(matrix, rhs, diag_shift, max_condition, "Y Y^T"))
+
+
+@functools.partial(jax.jit, static_argnames=("sample_space",))
+def _sr_system(o_matrix, e_loc, weights, sample_space):
+    """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None)."""
+    y, z = sr_factors(o_matrix, e_loc, weights)
+    if sample_space:
+        return y @ y.T, 2 * z, y
+    return y.T @ y, 2 * (y.T @ z), None
+
+
+@jax.jit
+def _times_transpose(y, x):
+    return y.T @ x
+
+
+def _shifted_solve(matrix: jnp.ndarray, rhs: jnp.ndarray, diag_shift: float,
+                   max_condition: float | None, name: str) -> jnp.ndarray:
+    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
     if not diag_shift > 0:
         raise ValueError(
             f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
             f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
         )
     if max_condition is None:
-        max_condition = 1.0 / (1000.0 * jnp.finfo(s_matrix.dtype).eps)
-    # S is a covariance, so positive semidefinite: the eigenvalues of S + shift
-    # lie in [shift, shift + trace(S)]. When that bound already meets
-    # max_condition, a Cholesky solve skips the eigenvalue computation, which
-    # costs several times the solve itself.
-    if (diag_shift + float(jnp.trace(s_matrix))) / diag_shift <= max_condition:
-        solution = _cholesky_solve(s_matrix, gradient, diag_shift)
+        max_condition = 1.0 / (1000.0 * jnp.finfo(matrix.dtype).eps)
+    # ``matrix`` is a Gram matrix, so positive semidefinite: the eigenvalues of
+    # matrix + shift lie in [shift, shift + trace]. When that bound already
+    # meets max_condition, a Cholesky solve skips the eigenvalue computation,
+    # which costs several times the solve itself.
+    if (diag_shift + float(jnp.trace(matrix))) / diag_shift <= max_condition:
+        solution = _cholesky_solve(matrix, rhs, diag_shift)
         if bool(jnp.all(jnp.isfinite(solution))):  # JAX's Cholesky fails with NaN, not an error
             return solution
-    solution, smallest, largest = _shifted_solve(s_matrix, gradient, diag_shift)
+    solution, smallest, largest = _eigen_checked_solve(matrix, rhs, diag_shift)
     smallest, largest = float(smallest), float(largest)
     condition = largest / smallest if smallest > 0 else math.inf
     if not condition <= max_condition:
         warnings.warn(
-            f"S + {diag_shift:g} I has condition number {condition:.3g} > {max_condition:.3g}; "
-            f"returning the least-squares solution. Increase diag_shift.",
-            SingularMatrixWarning, stacklevel=2,
+            f"{name} + {diag_shift:g} I has condition number {condition:.3g} > "
+            f"{max_condition:.3g}; returning the least-squares solution. Increase diag_shift.",
+            SingularMatrixWarning, stacklevel=3,
         )
-        shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
-        return jnp.linalg.lstsq(shifted, gradient)[0]
+        shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
+        return jnp.linalg.lstsq(shifted, rhs)[0]
     return solution
 
 
 @jax.jit
-def _cholesky_solve(s_matrix, gradient, diag_shift):
-    """Return the solution of (S + shift I) x = F by a Cholesky factorisation."""
-    shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
-    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), gradient)
+def _cholesky_solve(matrix, rhs, diag_shift):
+    """Return the solution of (matrix + shift I) x = rhs by a Cholesky factorisation."""
+    shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
+    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), rhs)
 
 
 @jax.jit
-def _shifted_solve(s_matrix, gradient, diag_shift):
-    """Return the solution of (S + shift I) x = F and the extreme eigenvalues of S + shift I."""
-    shifted = s_matrix + diag_shift * jnp.eye(len(s_matrix), dtype=s_matrix.dtype)
-    # S + shift is symmetric, so its condition number is the ratio of extreme
-    # eigenvalues (cheaper than the SVD behind linalg.cond).
+def _eigen_checked_solve(matrix, rhs, diag_shift):
+    """Return the solution of (matrix + shift I) x = rhs and its extreme eigenvalues."""
+    shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
+    # The shifted matrix is symmetric, so its condition number is the ratio of
+    # extreme eigenvalues (cheaper than the SVD behind linalg.cond).
     eigenvalues = jnp.linalg.eigvalsh(shifted)
-    return jnp.linalg.solve(shifted, gradient), eigenvalues[0], eigenvalues[-1]
+    return jnp.linalg.solve(shifted, rhs), eigenvalues[0], eigenvalues[-1]
 
 
 def unflatten_direction(direction: jnp.ndarray, params):
@@ -251,14 +314,24 @@ class Estimate:
     direction: Any
 
 
-@functools.partial(jax.jit, static_argnames=("model", "hamiltonian", "with_sr"))
-def _statistics(model, hamiltonian, params, s, weights, with_sr):
-    """Return E_loc, energy, variance, F and (with ``with_sr``) S, in one compiled call."""
+@functools.partial(jax.jit, static_argnames=("model", "hamiltonian"))
+def _statistics(model, hamiltonian, params, s, weights):
+    """Return E_loc, energy, variance, F and O, in one compiled call."""
     e_loc = local_energy(functools.partial(model.apply, {"params": params}), hamiltonian, s)
     o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
+    if _is_real_model(model, params, s):
+        # O of a real log psi over real parameters is real: keep the real part
+        # and half the work of every product below.
+        o_matrix = jnp.real(o_matrix)
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
-    s_matrix = sr_matrix(o_matrix, weights) if with_sr else None
-    return e_loc, energy, variance, gradient, s_matrix
+    return e_loc, energy, variance, gradient, o_matrix
+
+
+def _is_real_model(model, params, s) -> bool:
+    if any(jnp.iscomplexobj(p) for p in jax.tree_util.tree_leaves(params)):
+        return False
+    output = jax.eval_shape(lambda: model.apply({"params": params}, s[:1]))
+    return not jnp.issubdtype(output.dtype, jnp.complexfloating)
 
 
 _unflatten = jax.jit(unflatten_direction)
@@ -282,12 +355,12 @@ def estimate(model: nn.Module, params, hamiltonian, s: jnp.ndarray,
     if weights is None:
         weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
 
-    e_loc, energy, variance, gradient, s_matrix = _statistics(
-        model, hamiltonian, params, s, weights, diag_shift is not None)
+    e_loc, energy, variance, gradient, o_matrix = _statistics(model, hamiltonian, params, s,
+                                                              weights)
 
     direction = gradient
     if diag_shift is not None:
-        direction = sr_solve(s_matrix, gradient, diag_shift)
+        direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
     return Estimate(float(energy), float(variance), e_loc,
                     _unflatten(gradient, params), _unflatten(direction, params))
 

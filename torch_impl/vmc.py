@@ -129,13 +129,15 @@ def sr_matrix(o_matrix: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def _real_inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Return Re(conj(a)^T b) for complex a (B, P) and real or complex b (B, K).
+    """Return Re(conj(a)^T b) for real or complex a (B, P) and b (B, K).
 
     Re(conj(a)^T b) = Re(a)^T Re(b) + Im(a)^T Im(b): two real products, half
     the work of the complex product whose imaginary part would be dropped.
     """
     if not b.is_complex():
         return a.real.T @ b
+    if not a.is_complex():
+        return a.T @ b.real
     return a.real.T @ b.real + a.imag.T @ b.imag
 
 
@@ -150,36 +152,81 @@ def sr_solve(s_matrix: torch.Tensor, gradient: torch.Tensor, diag_shift: float,
     ``SingularMatrixWarning`` is issued and the least-squares solution
     (``torch.linalg.lstsq``) is returned.
     """
+    return _shifted_solve(s_matrix, gradient, diag_shift, max_condition, "S")
+
+
+def sr_factors(o_matrix: torch.Tensor, e_loc: torch.Tensor,
+               weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return a real Y (R, P) and z (R,) with S = Y^T Y and F = 2 Y^T z.
+
+    Y = sqrt(p) (O - <O>) and z = sqrt(p) (E_loc - E), row by row. A complex
+    O stacks its real part over its imaginary part (R = 2B), since
+    Re(conj(a) b) = Re a Re b + Im a Im b; a real O keeps R = B.
+    """
+    root = weights.sqrt()
+    y = root[:, None] * (o_matrix - torch.sum(weights[:, None] * o_matrix, dim=0))
+    z = root * (e_loc - torch.sum(weights * e_loc))
+    if y.is_complex():
+        y = torch.cat([y.real, y.imag])
+        z = torch.cat([z.real, z.imag]) if z.is_complex() else torch.cat([z, torch.zeros_like(z)])
+    return y, z.real
+
+
+def sr_direction(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: torch.Tensor,
+                 diag_shift: float, max_condition: float | None = None) -> torch.Tensor:
+    """Return the SR direction (S + diag_shift I)^-1 F (P,) without forming S when P > R.
+
+    Same value as ``sr_solve(sr_matrix(O, p), F, diag_shift)``, up to
+    rounding. With S = Y^T Y and F = 2 Y^T z (``sr_factors``), the
+    push-through identity (Y^T Y + eps I)^-1 Y^T = Y^T (Y Y^T + eps I)^-1
+    turns the P x P system into an R x R one:
+
+        delta = Y^T (Y Y^T + eps I)^-1 2 z,
+
+    the cheaper one when there are more parameters P than rows R (B samples,
+    2B for a complex O). The conditioning check and the least-squares
+    fallback are those of ``sr_solve``, applied to the system solved.
+    """
+    y, z = sr_factors(o_matrix, e_loc, weights)
+    if y.shape[1] <= y.shape[0]:
+        return _shifted_solve(y.T @ y, 2 * (y.T @ z), diag_shift, max_condition, "S")
+    kernel = y @ y.T
+    return y.T @ _shifted_solve(kernel, 2 * z, diag_shift, max_condition, "Y Y^T")
+
+
+def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
+                   max_condition: float | None, name: str) -> torch.Tensor:
+    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
     if not diag_shift > 0:
         raise ValueError(
             f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
             f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
         )
     if max_condition is None:
-        max_condition = 1.0 / (1000.0 * torch.finfo(s_matrix.dtype).eps)
-    shifted = s_matrix + diag_shift * torch.eye(len(s_matrix), dtype=s_matrix.dtype,
-                                                device=s_matrix.device)
-    # S is a covariance, so positive semidefinite: the eigenvalues of S + shift
-    # lie in [shift, shift + trace(S)]. When that bound already meets
-    # max_condition, a Cholesky solve skips the eigenvalue computation, which
-    # costs several times the solve itself.
-    if (diag_shift + torch.trace(s_matrix).item()) / diag_shift <= max_condition:
+        max_condition = 1.0 / (1000.0 * torch.finfo(matrix.dtype).eps)
+    shifted = matrix + diag_shift * torch.eye(len(matrix), dtype=matrix.dtype,
+                                              device=matrix.device)
+    # ``matrix`` is a Gram matrix, so positive semidefinite: the eigenvalues of
+    # matrix + shift lie in [shift, shift + trace]. When that bound already
+    # meets max_condition, a Cholesky solve skips the eigenvalue computation,
+    # which costs several times the solve itself.
+    if (diag_shift + torch.trace(matrix).item()) / diag_shift <= max_condition:
         factor, info = torch.linalg.cholesky_ex(shifted)
         if info.item() == 0:
-            return torch.cholesky_solve(gradient[:, None], factor)[:, 0]
-    # S + shift is symmetric, so its condition number is the ratio of extreme
-    # eigenvalues (cheaper than the SVD behind linalg.cond).
+            return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
+    # The shifted matrix is symmetric, so its condition number is the ratio of
+    # extreme eigenvalues (cheaper than the SVD behind linalg.cond).
     eigenvalues = torch.linalg.eigvalsh(shifted)
     smallest, largest = eigenvalues[0].item(), eigenvalues[-1].item()
     condition = largest / smallest if smallest > 0 else math.inf
     if not condition <= max_condition:
         warnings.warn(
-            f"S + {diag_shift:g} I has condition number {condition:.3g} > {max_condition:.3g}; "
-            f"returning the least-squares solution. Increase diag_shift.",
-            SingularMatrixWarning, stacklevel=2,
+            f"{name} + {diag_shift:g} I has condition number {condition:.3g} > "
+            f"{max_condition:.3g}; returning the least-squares solution. Increase diag_shift.",
+            SingularMatrixWarning, stacklevel=3,
         )
-        return torch.linalg.lstsq(shifted, gradient[:, None]).solution[:, 0]
-    return torch.linalg.solve(shifted, gradient)
+        return torch.linalg.lstsq(shifted, rhs[:, None]).solution[:, 0]
+    return torch.linalg.solve(shifted, rhs)
 
 
 def unflatten_direction(direction: torch.Tensor, params: dict) -> dict[str, torch.Tensor]:
@@ -236,13 +283,24 @@ def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tens
 
     e_loc = local_energy(model, hamiltonian, s)
     o_matrix = real_parameter_jacobian(log_derivatives(model, s), params)
+    if o_matrix.is_complex() and _is_real_model(model, params, s):
+        # O of a real log psi over real parameters is real: keep the real part
+        # and half the work of every product below.
+        o_matrix = o_matrix.real
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
 
     direction = gradient
     if diag_shift is not None:
-        direction = sr_solve(sr_matrix(o_matrix, weights), gradient, diag_shift)
+        direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
     return Estimate(energy.item(), variance.item(), e_loc,
                     unflatten_direction(gradient, params), unflatten_direction(direction, params))
+
+
+def _is_real_model(model: nn.Module, params: dict, s: torch.Tensor) -> bool:
+    if any(p.is_complex() for p in params.values()):
+        return False
+    with torch.no_grad():
+        return not model(s[:1]).is_complex()
 
 
 def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = None) -> Estimate:
