@@ -246,3 +246,19 @@ def test_flip_ratio_needs_a_product_in_range(dtype, expected):
     kernel = np.full((8, 64), 0.9, dtype=dtype)
     assert torch_sampler.use_flip_ratio(torch.tensor(kernel.T)) == expected
     assert bool(flax_sampler.use_flip_ratio(jnp.asarray(kernel))) == expected
+
+
+@pytest.mark.parametrize("first_weight", [None, 1.5], ids=["flip-ratio", "log-cosh"])
+def test_compiled_torch_sweeps_match_eager(first_weight):
+    """``sample_rbm(compile=True)`` makes the eager sampler's chains from the same proposals."""
+    model, _, _ = _rbm_pair(12, 6, complex_params=False, first_weight=first_weight)
+    start, sites, uniforms = _shared_inputs(13, 6, 4, 2 + 5)
+    rbm = torch_sampler.rbm_arrays(model)
+    eager = torch_sampler.sample_rbm(*rbm, torch.tensor(start), sites, uniforms, 2, 5)
+    compiled = torch_sampler.sample_rbm(*rbm, torch.tensor(start), sites, uniforms, 2, 5,
+                                        compile=True)
+
+    assert 0.0 < eager.acceptance < 1.0
+    assert torch.equal(compiled.samples, eager.samples)
+    assert compiled.acceptance == eager.acceptance
+    torch.testing.assert_close(compiled.log_psi, eager.log_psi, rtol=0, atol=1e-12)

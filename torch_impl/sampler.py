@@ -156,7 +156,7 @@ def rbm_arrays(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: torch.Tensor,
                s: torch.Tensor, sites, uniforms, n_discard: int,
-               n_samples: int) -> MetropolisSamples:
+               n_samples: int, compile: bool = False) -> MetropolisSamples:
     """Run the same sweeps as ``sample`` for an RBM, from cached hidden pre-activations.
 
     The RBM is log psi(s) = sum_i a_i s_i + sum_j log cosh(theta_j), with
@@ -169,6 +169,10 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     ``use_flip_ratio``'s bounds) keeps tanh(theta) and multiplies the ratios of
     ``flip_factors``. Same inputs, same chains as ``sample(rbm.log_psi, ...)``
     up to rounding.
+
+    ``compile=True`` runs each sweep as one ``torch.compile`` graph (the N
+    proposals unrolled), where eager mode dispatches every op of every
+    proposal: the first call per shape compiles for tens of seconds.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)
@@ -177,12 +181,15 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     columns = weight.T.contiguous()
     if use_flip_ratio(weight):
         tables = flip_factors(columns)
+        flip_ratio = _compiled(flip_ratio_sweep) if compile else flip_ratio_sweep
 
         def sweep(s, theta, sites, uniforms):
-            return flip_ratio_sweep(s, torch.tanh(theta), sites, uniforms, tables, visible_bias)
+            return flip_ratio(s, torch.tanh(theta), sites, uniforms, tables, visible_bias)
     else:
+        exact = _compiled(log_cosh_sweep) if compile else log_cosh_sweep
+
         def sweep(s, theta, sites, uniforms):
-            return log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias)
+            return exact(s, theta, sites, uniforms, columns, visible_bias)
 
     def log_psi_of(s):
         theta = s.to(weight.dtype) @ weight.T + hidden_bias
@@ -209,6 +216,16 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
         samples=torch.stack(recorded, dim=1), log_psi=torch.stack(recorded_log_psi, dim=1),
         acceptance=int(accepted) / (n_samples * n_sites * n_chains), last=s,
         last_log_psi=log_psi)
+
+
+_COMPILED = {}
+
+
+def _compiled(sweep):
+    """Return ``torch.compile(sweep)``, built once per function and reused across calls."""
+    if sweep not in _COMPILED:
+        _COMPILED[sweep] = torch.compile(sweep, fullgraph=True, dynamic=False)
+    return _COMPILED[sweep]
 
 
 def flip_factors(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
