@@ -1,25 +1,15 @@
 """A whole VMC + SR iteration as one ``jax.jit``, built from the Flax twin's functions.
 
-The Flax twin's ``vmc.step`` compiles the statistics and the solve, but reads
-the condition number of S + shift on the host (from the eigenvalues of the
-P x P matrix), solves with a general LU, and runs the optax update eagerly. This
-module composes the same functions (``sampler.sample_rbm``,
-``local_energy.local_energy``, ``vmc.log_derivatives``,
-``vmc.real_parameter_jacobian``) into one compiled, donated iteration with
-two changes, both for real parameters and a real log psi only:
-
-* O is kept real (the twin keeps it complex and forms S from the real and the
-  all-zero imaginary part, twice the products);
-* the SR system is solved by Cholesky, in parameter space when P <= B and in
-  sample space when P > B: with X = (O - <O>) / sqrt(B) and F = X^T v,
-  (X^T X + eps I)^-1 X^T v = X^T (X X^T + eps I)^-1 v (the push-through
-  identity), a B x B system instead of a P x P one. NetKet's ``VMC_SR`` makes
-  the same choice automatically.
-
-It skips the twin's ill-conditioning check: with a positive shift,
-S + shift is positive definite, and the Cholesky factor of a matrix that is
-not would come back as NaN. ``sr_direction`` is checked against the twin's
-``sr_matrix`` + ``sr_solve`` in the benchmark smoke test.
+The Flax twin's ``vmc.step`` compiles the sampler, the statistics and the SR
+system separately and reads the trace of the system matrix (and the
+Cholesky factor's finiteness) on the host, to warn and fall back to least
+squares on an ill-conditioned S. This module composes the same functions
+(``sampler.rbm_sampler_core``, ``local_energy.local_energy``,
+``vmc.log_derivatives``, ``vmc.sr_factors``) into one compiled, donated
+iteration for real parameters and a real log psi, and solves the SR system by
+Cholesky with no check: with a positive shift it is positive definite, and a
+factorisation that fails anyway comes back as NaN. ``sr_direction`` is checked
+against the twin's in the benchmark smoke test.
 """
 
 from __future__ import annotations
@@ -39,19 +29,18 @@ import flax_impl.vmc
 def sr_direction(o_matrix: jax.Array, e_loc: jax.Array, diag_shift: float) -> jax.Array:
     """Return (S + diag_shift I)^-1 F for a real O (B, P) and real E_loc (B,), uniform weights.
 
-    Same value as ``flax_impl.vmc.sr_solve(sr_matrix(O, w), F, diag_shift)``
-    with w = 1 / B, up to rounding. Solves the P x P system when P <= B and the
-    B x B one otherwise.
+    The twin's ``vmc.sr_direction`` without its host-side conditioning check:
+    Cholesky of Y^T Y + eps I when P <= B, of Y Y^T + eps I (mapped back by
+    Y^T) otherwise.
     """
     n_samples, n_params = o_matrix.shape
-    scale = jnp.sqrt(jnp.asarray(n_samples, o_matrix.dtype))
-    x = (o_matrix - o_matrix.mean(axis=0)) / scale
-    v = 2.0 * (e_loc - e_loc.mean()) / scale
+    weights = jnp.full((n_samples,), 1.0 / n_samples, dtype=o_matrix.dtype)
+    y, z = flax_impl.vmc.sr_factors(o_matrix, e_loc, weights)
     if n_params <= n_samples:
-        shifted = x.T @ x + diag_shift * jnp.eye(n_params, dtype=x.dtype)
-        return cho_solve(cho_factor(shifted), x.T @ v)
-    kernel = x @ x.T + diag_shift * jnp.eye(n_samples, dtype=x.dtype)
-    return x.T @ cho_solve(cho_factor(kernel), v)
+        shifted = y.T @ y + diag_shift * jnp.eye(n_params, dtype=y.dtype)
+        return cho_solve(cho_factor(shifted), 2 * (y.T @ z))
+    kernel = y @ y.T + diag_shift * jnp.eye(n_samples, dtype=y.dtype)
+    return y.T @ cho_solve(cho_factor(kernel), 2 * z)
 
 
 def real_jacobian(model, params, s: jax.Array) -> jax.Array:
@@ -82,7 +71,6 @@ def make_iteration(model, hamiltonian, optimizer: optax.GradientTransformation, 
         sites, uniforms = flax_impl.sampler.draw_proposals(
             proposal_key, n_discard + samples_per_chain, n_sites, n_chains)
         rbm = flax_impl.sampler.rbm_arrays({"params": params})
-        # sample_rbm reads the acceptance rate on the host; its core traces.
         chains = flax_impl.sampler.rbm_sampler_core(*rbm, s, sites, uniforms, n_discard)
         samples = chains.samples.reshape(-1, n_sites)
 

@@ -26,7 +26,7 @@ import flax_impl.vmc
 import torch_impl.local_energy
 import torch_impl.sampler
 import torch_impl.vmc
-from benchmarks import fast_torch_vmc, fused_vmc
+from benchmarks import fused_vmc
 from benchmarks.devices import Target
 from benchmarks.harness import (CaseResult, RecompileError, SkipVariant, Variant, run_case,
                                 timed_first_call)
@@ -68,23 +68,23 @@ def _torch_sr_solve(config: NqsConfig, target: Target):
         params = dict(model.named_parameters())
         weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
         o_matrix = torch_impl.vmc.real_parameter_jacobian(
-            torch_impl.vmc.log_derivatives(model, s), params)
+            torch_impl.vmc.log_derivatives(model, s), params).real
         e_loc = torch_impl.local_energy.local_energy(model, ham, s)
-        _, _, gradient = torch_impl.vmc.energy_and_gradient(o_matrix, e_loc, weights)
 
         def run(calls: int) -> None:
             for _ in range(calls):
-                s_matrix = torch_impl.vmc.sr_matrix(o_matrix, weights)
-                torch_impl.vmc.sr_solve(s_matrix, gradient, DIAG_SHIFT)
+                torch_impl.vmc.sr_direction(o_matrix, e_loc, weights, DIAG_SHIFT)
             target.torch_sync()
 
         run(1)
-        return Variant("torch eager", "torch", run)
+        return Variant("torch eager", "torch", run,
+                       note="torch_impl.vmc.sr_direction on a real O: Cholesky in the smaller "
+                            "of parameter and sample space, trace-bound conditioning check")
 
     return build
 
 
-def _torch_iteration(config: NqsConfig, target: Target):
+def _torch_iteration(config: NqsConfig, target: Target, compiled: bool = False):
     def build() -> Variant:
         model = torch_model(config, target)
         ham = hamiltonian(config.n_sites)
@@ -101,7 +101,7 @@ def _torch_iteration(config: NqsConfig, target: Target):
             weight, hidden_bias, visible_bias = torch_impl.sampler.rbm_arrays(model)
             chains = torch_impl.sampler.sample_rbm(weight, hidden_bias, visible_bias, state["s"],
                                                    sites, uniforms, N_DISCARD,
-                                                   config.samples_per_chain)
+                                                   config.samples_per_chain, compile=compiled)
             state["s"] = chains.last
             samples = chains.samples.reshape(-1, config.n_sites)
             torch_impl.vmc.step(model, optimizer, ham, s=samples, diag_shift=DIAG_SHIFT)
@@ -111,60 +111,14 @@ def _torch_iteration(config: NqsConfig, target: Target):
                 iteration()
             target.torch_sync()
 
-        run(1)
-        return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
-
-    return build
-
-
-def _torch_fast_sr_solve(config: NqsConfig, target: Target):
-    def build() -> Variant:
-        model, s = _torch_estimate_parts(config, target)
-        ham = hamiltonian(config.n_sites)
-        o_matrix = fast_torch_vmc.real_jacobian(model, s)
-        e_loc = torch_impl.local_energy.local_energy(model, ham, s)
-
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                fast_torch_vmc.sr_direction(o_matrix, e_loc, DIAG_SHIFT)
-            target.torch_sync()
-
-        run(1)
-        return Variant("torch fast", "torch", run,
-                       note="benchmarks.fast_torch_vmc.sr_direction: real O, Cholesky in the "
-                            "smaller of parameter and sample space")
-
-    return build
-
-
-def _torch_fast_iteration(config: NqsConfig, target: Target, compiled: bool):
-    def build() -> Variant:
-        model = torch_model(config, target)
-        ham = hamiltonian(config.n_sites)
-        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-        generator = torch.Generator().manual_seed(0)
-        iteration = fast_torch_vmc.make_iteration(
-            model, ham, optimizer, generator, n_chains=config.n_chains,
-            samples_per_chain=config.samples_per_chain, n_discard=N_DISCARD,
-            diag_shift=DIAG_SHIFT, compiled_proposal=compiled)
-        state = {"s": torch_impl.sampler.random_configurations(
-            generator, config.n_chains, config.n_sites).to(target.torch_device)}
-
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                state["s"] = iteration(state["s"])
-            target.torch_sync()
-
         compile_s = timed_first_call(run) if compiled else None
         run(1)
         if compiled:
             return Variant("torch compile", "torch", run, items_per_call=config.n_samples,
                            compile_s=compile_s,
-                           note="benchmarks.fast_torch_vmc with the proposal step under "
-                                "torch.compile(fullgraph=True)")
-        return Variant("torch fast", "torch", run, items_per_call=config.n_samples,
-                       note="benchmarks.fast_torch_vmc: eager sampler without a host read "
-                            "per proposal, real O, Cholesky SR")
+                           note="the torch twin with sample_rbm(compile=True): each sweep "
+                                "one torch.compile graph")
+        return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
 
     return build
 
@@ -199,23 +153,20 @@ def _jax_sr_solve(config: NqsConfig, target: Target):
         model, params, s = _jax_estimate_parts(config, target)
         ham = hamiltonian(config.n_sites)
         weights = jnp.full((config.n_samples,), 1.0 / config.n_samples)
-        o_matrix = flax_impl.vmc.real_parameter_jacobian(
-            flax_impl.vmc.log_derivatives(model, params, s), params)
+        o_matrix = jnp.real(flax_impl.vmc.real_parameter_jacobian(
+            flax_impl.vmc.log_derivatives(model, params, s), params))
         e_loc = flax_impl.local_energy.local_energy(
             functools.partial(model.apply, {"params": params}), ham, s)
-        _, _, gradient = flax_impl.vmc.energy_and_gradient(o_matrix, e_loc, weights)
-        sr_matrix = jax.jit(flax_impl.vmc.sr_matrix)
 
         def run(calls: int) -> None:
             for _ in range(calls):
-                direction = flax_impl.vmc.sr_solve(sr_matrix(o_matrix, weights), gradient,
-                                                   DIAG_SHIFT)
+                direction = flax_impl.vmc.sr_direction(o_matrix, e_loc, weights, DIAG_SHIFT)
             direction.block_until_ready()
 
         compile_s = timed_first_call(run)
         return Variant("jax twin", "jax", run, compile_s=compile_s,
-                       note="jit(sr_matrix) on complex O, then sr_solve: host condition "
-                            "number (SVD) and LU solve")
+                       note="flax_impl.vmc.sr_direction on a real O: Cholesky in the smaller "
+                            "of parameter and sample space, trace-bound check on the host")
 
     return build
 
@@ -281,7 +232,7 @@ def _jax_iteration(config: NqsConfig, target: Target):
         return Variant("jax twin", "jax", run, items_per_call=config.n_samples,
                        compile_s=compile_s,
                        note="jitted sampler, then flax_impl.vmc.step (compiled statistics, "
-                            "host-side SR solve, eager optax update)")
+                            "SR conditioning read on the host, jitted optax update)")
 
     return build
 
@@ -340,13 +291,9 @@ def _limit(config: NqsConfig, what: str, max_params: int) -> str | None:
     return None
 
 
-# Both twins form S (P x P) explicitly and check its condition number from
-# its eigenvalues (eigvalsh) before an LU solve: O(P^3) per iteration. JAX's
-# CPU eigvalsh took 148 ms at P = 440 on a 2-core machine under load (numpy's:
-# 19 ms), about 2 s at P = 1088.
-MAX_TWIN_SR_PARAMS = 2200
-# The fast paths form at most a min(P, B)^2 matrix but still a (B, P) O.
-MAX_FAST_SR_PARAMS = 20_000
+# Every SR variant forms a min(P, R)^2 matrix from a (B, P) O, R = B rows for
+# the real RBM here.
+MAX_SR_PARAMS = 20_000
 # Per-sample gradients keep a complex (B, P) O in both twins.
 MAX_JACOBIAN_PARAMS = 20_000
 MAX_JACOBIAN_BYTES = 2**29
@@ -355,31 +302,25 @@ MAX_JACOBIAN_BYTES = 2**29
 def stage_builders(config: NqsConfig, target: Target, torch_compile: bool = False):
     """Return ``[(stage, builders, work)]`` for the VMC stages of ``config``.
 
-    ``torch_compile`` adds the compiled-proposal torch iteration. Variants
-    whose cost would exceed the limits above are listed as skipped, with
-    the reason.
+    ``torch_compile`` adds the torch twin's iteration with compiled sweeps.
+    Variants whose cost would exceed the limits above are listed as skipped,
+    with the reason.
     """
-    jax_twin = _limit(config, "the JAX twin's SR (explicit P x P S, eigenvalue check)",
-                      MAX_TWIN_SR_PARAMS)
-    torch_twin = _limit(config, "the torch twin's SR (explicit P x P S, eigenvalue check)",
-                        MAX_TWIN_SR_PARAMS)
-    fast = _limit(config, "the fast SR", MAX_FAST_SR_PARAMS)
+    sr = _limit(config, "the SR solve", MAX_SR_PARAMS)
     jacobian = _limit(config, "the per-sample gradients", MAX_JACOBIAN_PARAMS)
-    iteration = [("jax twin", _guard(_jax_iteration(config, target), jax_twin)),
-                 ("jax fused", _guard(_jax_fused_iteration(config, target), fast)),
-                 ("torch eager", _guard(_torch_iteration(config, target), torch_twin)),
-                 ("torch fast", _guard(_torch_fast_iteration(config, target, compiled=False), fast))]
+    iteration = [("jax twin", _guard(_jax_iteration(config, target), sr)),
+                 ("jax fused", _guard(_jax_fused_iteration(config, target), sr)),
+                 ("torch eager", _guard(_torch_iteration(config, target), sr))]
     if torch_compile:
         iteration.append(("torch compile",
-                          _guard(_torch_fast_iteration(config, target, compiled=True), fast)))
+                          _guard(_torch_iteration(config, target, compiled=True), sr)))
     return [
         ("energy+grad", [("jax twin", _guard(_jax_energy_grad(config, target), jacobian)),
                          ("torch eager", _guard(_torch_energy_grad(config, target), jacobian))],
          None),
-        ("sr solve", [("jax twin", _guard(_jax_sr_solve(config, target), jax_twin)),
-                      ("jax fused", _guard(_jax_fused_sr_solve(config, target), fast)),
-                      ("torch eager", _guard(_torch_sr_solve(config, target), torch_twin)),
-                      ("torch fast", _guard(_torch_fast_sr_solve(config, target), fast))],
+        ("sr solve", [("jax twin", _guard(_jax_sr_solve(config, target), sr)),
+                      ("jax fused", _guard(_jax_fused_sr_solve(config, target), sr)),
+                      ("torch eager", _guard(_torch_sr_solve(config, target), sr))],
          sr_work(config)),
         ("vmc iteration", iteration, None),
     ]
@@ -497,7 +438,7 @@ def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: fl
         targets += _peer_targets(case, config)
 
     config = many_chains_config(quick)
-    builders = [stage_list for stage, stage_list, _ in stage_builders(config, target)
+    builders = [stage_list for stage, stage_list, _ in stage_builders(config, target, torch_compile)
                 if stage == "vmc iteration"][0]
     params = {"stage": "vmc iteration, many chains", **asdict(config), "dtype": DTYPE}
     case = run_case("netket", f"vmc iteration {config.label()}", params, builders,
@@ -506,7 +447,7 @@ def run_peer_comparison(target: Target, *, quick: bool, rounds: int, block_s: fl
     on_case(case)
     log(_summary(case))
     rows = {row["variant"]: row for row in case.results}
-    for variant, reference in (("torch eager", "jax twin"), ("torch fast", "jax fused")):
+    for variant, reference in (("torch eager", "jax twin"), ("torch compile", "jax twin")):
         if variant in rows and reference in rows:
             ratio = rows[variant]["unit_s"] / rows[reference]["unit_s"]
             targets.append({
@@ -521,7 +462,7 @@ def _peer_targets(case: CaseResult, config: NqsConfig) -> list[dict]:
     targets = []
     netket = rows.get("netket")
     variants = (("jax twin", "jax"), ("jax fused", "jax"), ("torch eager", "torch"),
-                ("torch fast", "torch"), ("torch compile", "torch"))
+                ("torch compile", "torch"))
     for variant, framework in variants:
         limit = TARGET_LIMITS.get((framework, config.n_sites))
         name = f"{variant} / netket, VMC iteration, N={config.n_sites}"

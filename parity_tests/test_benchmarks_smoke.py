@@ -116,62 +116,26 @@ def test_recompile_guard_catches_new_shape():
 
 
 @pytest.mark.parametrize("n_samples", [64, 8], ids=["params<=samples", "params>samples"])
-def test_fast_sr_matches_twin_solve(n_samples):
-    """The benchmark-only SR solves give the twins' SR direction (both spaces)."""
+def test_fused_sr_matches_twin_solve(n_samples):
+    """The fused iteration's unchecked SR solve gives the twin's direction (both spaces)."""
     import numpy as np
-    import torch
 
     import flax_impl.vmc
-    import torch_impl.vmc
-    from benchmarks import fast_torch_vmc, fused_vmc
+    from benchmarks import fused_vmc
 
     rng = np.random.default_rng(0)
     o_matrix = rng.standard_normal((n_samples, 12))
     e_loc = rng.standard_normal(n_samples)
     weights = np.full(n_samples, 1.0 / n_samples)
 
-    _, _, gradient = torch_impl.vmc.energy_and_gradient(
-        torch.as_tensor(o_matrix + 0j), torch.as_tensor(e_loc + 0j), torch.as_tensor(weights))
-    s_matrix = torch_impl.vmc.sr_matrix(torch.as_tensor(o_matrix + 0j), torch.as_tensor(weights))
-    expected = torch_impl.vmc.sr_solve(s_matrix, gradient, 0.1).numpy()
-
-    torch_fast = fast_torch_vmc.sr_direction(torch.as_tensor(o_matrix), torch.as_tensor(e_loc), 0.1)
-    jax_fused = fused_vmc.sr_direction(jnp.asarray(o_matrix), jnp.asarray(e_loc), 0.1)
-    _, _, jax_gradient = flax_impl.vmc.energy_and_gradient(
+    fused = fused_vmc.sr_direction(jnp.asarray(o_matrix), jnp.asarray(e_loc), 0.1)
+    _, _, gradient = flax_impl.vmc.energy_and_gradient(
         jnp.asarray(o_matrix + 0j), jnp.asarray(e_loc + 0j), jnp.asarray(weights))
-    jax_expected = flax_impl.vmc.sr_solve(
-        flax_impl.vmc.sr_matrix(jnp.asarray(o_matrix + 0j), jnp.asarray(weights)), jax_gradient, 0.1)
+    expected = flax_impl.vmc.sr_solve(
+        flax_impl.vmc.sr_matrix(jnp.asarray(o_matrix + 0j), jnp.asarray(weights)), gradient, 0.1)
 
     # float64 Cholesky against LU on a system with condition number below 1e3.
-    np.testing.assert_allclose(torch_fast.numpy(), expected, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(jax_fused), np.asarray(jax_expected), rtol=1e-10, atol=1e-12)
-
-
-def test_fast_torch_sampler_matches_twin():
-    """The benchmark's torch sampler loop makes the twin's chains from the same proposals."""
-    import torch
-
-    import torch_impl.ansatz
-    import torch_impl.sampler
-    from benchmarks import fast_torch_vmc
-
-    torch.manual_seed(0)
-    model = torch_impl.ansatz.RBM(6, alpha=2)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.mul_(50.0)  # N(0, 0.5^2): acceptance well away from 0 and 1
-    generator = torch.Generator().manual_seed(1)
-    start = torch_impl.sampler.random_configurations(generator, 4, 6)
-    sites, uniforms = torch_impl.sampler.draw_proposals(generator, 2 + 5, 6, 4)
-    rbm = torch_impl.sampler.rbm_arrays(model)
-
-    twin = torch_impl.sampler.sample_rbm(*rbm, start, sites, uniforms, 2, 5)
-    samples, last = fast_torch_vmc.sample_rbm(fast_torch_vmc.rbm_proposal, *rbm, start, sites,
-                                              uniforms, 2, 5)
-
-    assert 0.0 < twin.acceptance < 1.0
-    assert torch.equal(samples, twin.samples.reshape(-1, 6))
-    assert torch.equal(last, twin.last)
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(expected), rtol=1e-10, atol=1e-12)
 
 
 def test_netket_skipped_without_interpreter():
