@@ -5,7 +5,7 @@ system separately and reads the trace of the system matrix (and the
 Cholesky factor's finiteness) on the host, to warn and fall back to least
 squares on an ill-conditioned S. This module composes the same functions
 (``sampler.rbm_sampler_core``, ``local_energy.local_energy``,
-``vmc.log_derivatives``, ``vmc.sr_factors``) into one compiled, donated
+``vmc.real_jacobian``, ``vmc.sr_factors``) into one compiled, donated
 iteration for real parameters and a real log psi, and solves the SR system by
 Cholesky with no check: with a positive shift it is positive definite, and a
 factorisation that fails anyway comes back as NaN. ``sr_direction`` is checked
@@ -52,8 +52,7 @@ def real_jacobian(model, params, s: jax.Array) -> jax.Array:
     if jnp.issubdtype(output.dtype, jnp.complexfloating):
         raise ValueError("the fused iteration keeps O real and needs a real log psi; "
                          "use flax_impl.vmc.step for a complex one")
-    derivatives = flax_impl.vmc.log_derivatives(model, params, s)
-    return jnp.real(flax_impl.vmc.real_parameter_jacobian(derivatives, params))
+    return flax_impl.vmc.real_jacobian(model, params, s)
 
 
 def make_iteration(model, hamiltonian, optimizer: optax.GradientTransformation, *, n_chains: int,

@@ -65,10 +65,8 @@ def _torch_sr_solve(config: NqsConfig, target: Target):
     def build() -> Variant:
         model, s = _torch_estimate_parts(config, target)
         ham = hamiltonian(config.n_sites)
-        params = dict(model.named_parameters())
         weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
-        o_matrix = torch_impl.vmc.real_parameter_jacobian(
-            torch_impl.vmc.log_derivatives(model, s), params).real
+        o_matrix = torch_impl.vmc.real_jacobian(model, s)
         e_loc = torch_impl.local_energy.local_energy(model, ham, s)
 
         def run(calls: int) -> None:
@@ -153,8 +151,7 @@ def _jax_sr_solve(config: NqsConfig, target: Target):
         model, params, s = _jax_estimate_parts(config, target)
         ham = hamiltonian(config.n_sites)
         weights = jnp.full((config.n_samples,), 1.0 / config.n_samples)
-        o_matrix = jnp.real(flax_impl.vmc.real_parameter_jacobian(
-            flax_impl.vmc.log_derivatives(model, params, s), params))
+        o_matrix = flax_impl.vmc.real_jacobian(model, params, s)
         e_loc = flax_impl.local_energy.local_energy(
             functools.partial(model.apply, {"params": params}), ham, s)
 

@@ -110,6 +110,23 @@ def log_derivatives(model: nn.Module, params, s: jnp.ndarray):
     return jax.tree_util.tree_map(combine, params, real, imag)
 
 
+@functools.partial(jax.jit, static_argnames=("model",))
+def real_jacobian(model: nn.Module, params, s: jnp.ndarray) -> jnp.ndarray:
+    """Return O (B, P) for a real log psi over real parameters, as a real matrix.
+
+    The same columns as ``real_parameter_jacobian(log_derivatives(...))``,
+    without the complex intermediate: for such a model O is real, and the
+    complex (B, P) array would double the memory traffic of the largest
+    array of the estimate.
+    """
+    def single(params, x):
+        return model.apply({"params": params}, x[None])[0]
+
+    derivatives = jax.vmap(jax.grad(single), in_axes=(None, 0))(params, s)
+    return jnp.concatenate([o.reshape(o.shape[0], -1)
+                            for o in jax.tree_util.tree_leaves(derivatives)], axis=1)
+
+
 def real_parameter_jacobian(derivatives, params) -> jnp.ndarray:
     """Return O as a complex matrix (B, P) over the real parameters.
 
@@ -318,11 +335,12 @@ class Estimate:
 def _statistics(model, hamiltonian, params, s, weights):
     """Return E_loc, energy, variance, F and O, in one compiled call."""
     e_loc = local_energy(functools.partial(model.apply, {"params": params}), hamiltonian, s)
-    o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
     if _is_real_model(model, params, s):
-        # O of a real log psi over real parameters is real: keep the real part
-        # and half the work of every product below.
-        o_matrix = jnp.real(o_matrix)
+        # O of a real log psi over real parameters is real: a real O halves
+        # the work of every product below.
+        o_matrix = real_jacobian(model, params, s)
+    else:
+        o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
     return e_loc, energy, variance, gradient, o_matrix
 

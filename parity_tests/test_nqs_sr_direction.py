@@ -14,7 +14,7 @@ import torch
 from flax_impl import vmc as flax_vmc
 from torch_impl import vmc as torch_vmc
 from twins import nqs_reference as reference
-from twins.nqs_pairs import relative_error
+from twins.nqs_pairs import rbm_pair, relative_error
 from twins.tolerances import NQS_FLOAT64_SR
 
 # (samples B, parameters P, complex O, complex E_loc, uniform weights) and the
@@ -73,3 +73,23 @@ def test_sr_direction_tiny_shift_names_the_system(framework, case, system):
         direction = module.sr_direction(as_array(o_matrix), as_array(e_loc),
                                         as_array(weights), 1e-300)
     assert np.all(np.isfinite(np.asarray(direction)))
+
+
+def test_real_jacobian_matches_complex_path():
+    """``real_jacobian`` of a real RBM is the complex O's real part, column for column."""
+    torch_model, flax_model, params = rbm_pair(6, torch.float64, scale=30.0, seed=3)
+    s = np.random.default_rng(4).choice([-1.0, 1.0], size=(9, 6))
+
+    torch_expected = torch_vmc.real_parameter_jacobian(
+        torch_vmc.log_derivatives(torch_model, torch.tensor(s)),
+        dict(torch_model.named_parameters()))
+    torch_o = torch_vmc.real_jacobian(torch_model, torch.tensor(s))
+    assert torch_o.dtype == torch.float64
+    assert not torch_expected.imag.any()
+    assert torch.equal(torch_o, torch_expected.real)
+
+    flax_expected = flax_vmc.real_parameter_jacobian(
+        flax_vmc.log_derivatives(flax_model, params, jnp.asarray(s)), params)
+    flax_o = flax_vmc.real_jacobian(flax_model, params, jnp.asarray(s))
+    assert flax_o.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(flax_o), np.asarray(flax_expected.real))

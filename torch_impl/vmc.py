@@ -96,6 +96,23 @@ def log_derivatives(model: nn.Module, s: torch.Tensor) -> dict[str, torch.Tensor
     return derivatives
 
 
+def real_jacobian(model: nn.Module, s: torch.Tensor) -> torch.Tensor:
+    """Return O (B, P) for a real log psi over real parameters, as a real matrix.
+
+    The same columns as ``real_parameter_jacobian(log_derivatives(...))``,
+    without the complex intermediate: for such a model O is real, and the
+    complex (B, P) array would double the memory traffic of the largest
+    array of the estimate.
+    """
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def single(params, x):
+        return functional_call(model, params, (x[None],))[0]
+
+    derivatives = vmap(grad(single), in_dims=(None, 0))(params, s)
+    return torch.cat([derivatives[name].reshape(len(s), -1) for name in params], dim=1)
+
+
 def real_parameter_jacobian(derivatives: dict, params: dict) -> torch.Tensor:
     """Return O as a complex matrix (B, P) over the real parameters.
 
@@ -282,11 +299,12 @@ def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tens
         weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
 
     e_loc = local_energy(model, hamiltonian, s)
-    o_matrix = real_parameter_jacobian(log_derivatives(model, s), params)
-    if o_matrix.is_complex() and _is_real_model(model, params, s):
-        # O of a real log psi over real parameters is real: keep the real part
-        # and half the work of every product below.
-        o_matrix = o_matrix.real
+    if _is_real_model(model, params, s):
+        # O of a real log psi over real parameters is real: a real O halves
+        # the work of every product below.
+        o_matrix = real_jacobian(model, s)
+    else:
+        o_matrix = real_parameter_jacobian(log_derivatives(model, s), params)
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
 
     direction = gradient
