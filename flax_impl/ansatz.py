@@ -21,10 +21,13 @@ def log_cosh(x: jnp.ndarray) -> jnp.ndarray:
     """Return log cosh(x) for real or complex ``x`` without overflow.
 
     log cosh(x) = y + log1p(exp(-2 y)) - log 2 with y = x where Re x >= 0 and
-    y = -x elsewhere (cosh is even), so |exp(-2 y)| <= 1. For complex x the
-    phase is kept; the branch may differ from ``jnp.log(jnp.cosh(x))`` by a
-    multiple of 2 pi i.
+    y = -x elsewhere (cosh is even), so |exp(-2 y)| <= 1. For real x that is
+    logaddexp(x, -x) - log 2, one fused function in torch's twin. For complex
+    x the phase is kept; the branch may differ from ``jnp.log(jnp.cosh(x))``
+    by a multiple of 2 pi i.
     """
+    if not jnp.iscomplexobj(x):
+        return jnp.logaddexp(x, -x) - LOG2
     y = jnp.where(x.real < 0, -x, x)
     return y + jnp.log1p(jnp.exp(-2.0 * y)) - LOG2
 
