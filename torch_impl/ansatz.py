@@ -24,7 +24,8 @@ def log_cosh(x: torch.Tensor) -> torch.Tensor:
     branch may differ from ``torch.log(torch.cosh(x))`` by a multiple of 2 pi i.
     """
     if not x.is_complex():
-        return torch.logaddexp(x, -x) - LOG2
+        # In place on logaddexp's fresh output, whose backward needs only x.
+        return torch.logaddexp(x, -x).sub_(LOG2)
     y = torch.where(x.real < 0, -x, x)
     return y + torch.log1p(torch.exp(-2.0 * y)) - LOG2
 

@@ -181,7 +181,9 @@ def sr_factors(o_matrix: torch.Tensor, e_loc: torch.Tensor,
     Re(conj(a) b) = Re a Re b + Im a Im b; a real O keeps R = B.
     """
     root = weights.sqrt()
-    y = root[:, None] * (o_matrix - torch.sum(weights[:, None] * o_matrix, dim=0))
+    # weights @ O is <O> without a (B, P) temporary; the in-place scaling
+    # reuses the centred copy. Each fresh (B, P) array costs a full pass.
+    y = (o_matrix - weights.to(o_matrix.dtype) @ o_matrix).mul_(root[:, None])
     z = root * (e_loc - torch.sum(weights * e_loc))
     if y.is_complex():
         y = torch.cat([y.real, y.imag])
