@@ -244,7 +244,7 @@ def use_flip_ratio(kernel: jax.Array) -> jax.Array:
 
 @partial(jax.jit, static_argnums=(6,))
 def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
-    """The jitted body of ``sample_rbm``, traceable inside another ``jax.jit``.
+    """Run ``sample_rbm``'s sweeps as a jitted function that traces inside another ``jax.jit``.
 
     Takes the checked arrays and returns ``MetropolisSamples`` whose
     ``acceptance`` is still the accepted count (an integer array).

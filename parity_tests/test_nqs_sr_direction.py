@@ -1,9 +1,8 @@
 """The SR direction in parameter space and in sample space, against the numpy reference.
 
-``sr_direction`` solves the P x P system S + eps I when there are at most as
-many parameters P as rows R of Y (B samples, 2B for a complex O), and the
-R x R system Y Y^T + eps I otherwise. Both must give the direction of
-``sr_solve(sr_matrix(O, p), F, eps)``.
+Y has R rows: B for a real O, 2B for a complex one. ``sr_direction`` solves
+the P x P system S + eps I when P <= R, and the R x R system Y Y^T + eps I
+otherwise. Both must give the direction of ``sr_solve(sr_matrix(O, p), F, eps)``.
 """
 
 import jax.numpy as jnp

@@ -177,7 +177,7 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)
     n_chains, n_sites = s.shape
-    # Row i of W^T holds the weights of site i, (n_sites, n_hidden).
+    # Row i of W^T contains the weights of site i, (n_sites, n_hidden).
     columns = weight.T.contiguous()
     if use_flip_ratio(weight):
         tables = flip_factors(columns)
@@ -301,7 +301,7 @@ def log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias):
     """Run one sweep on the log-cosh path, in place on ``s``; return ``(s, accepted)``.
 
     ``theta`` is (n_chains, n_hidden) at the sweep's start and ``columns`` is
-    W^T, whose row i holds the weights of site i.
+    W^T, whose row i contains the weights of site i.
     """
     chains = torch.arange(s.shape[0], device=s.device)
     accepted = torch.zeros((), dtype=torch.int64, device=s.device)
