@@ -217,28 +217,36 @@ def flip_factors(kernel: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return jnp.cosh(two_w), jnp.sinh(two_w), jnp.tanh(two_w)
 
 
-# The flip-ratio path runs when every |W_ij| is at most this. cosh d - tanh(theta)
+# The flip-ratio path runs when every |W_ij| is at most MAX_FLIP_RATIO_WEIGHT
+# and every |theta_j| is bounded by MAX_FLIP_RATIO_THETA. cosh d - tanh(theta)
 # sinh d cancels when tanh(theta) is near sign(d), with relative error up to
-# eps * exp(2 |d|), and the tanh update amplifies an error in tanh(theta) by up
-# to exp(2 |d|): at |d| = 2 |W_ij| <= 2 both stay below 55 eps. Larger weights
-# (a diverging run) take the log-cosh path, exact to rounding for any weights.
+# eps * exp(2 |d|): at |d| = 2 |W_ij| <= 2 that is below 55 eps. tanh(theta)
+# keeps theta only to about eps cosh(theta)^2, and its update carries that
+# error along (at |theta| >= 19 float64 tanh is exactly 1 and the update stays
+# there, whatever theta becomes): at |theta| <= 4, cosh^2 < 750. Other RBMs
+# take the log-cosh path, exact to rounding for any weights.
 MAX_FLIP_RATIO_WEIGHT = 1.0
+MAX_FLIP_RATIO_THETA = 4.0
 
 
-def use_flip_ratio(kernel: jax.Array) -> jax.Array:
-    """Return whether ``sample_rbm`` may use the flip-ratio path for ``kernel``.
+def use_flip_ratio(kernel: jax.Array, hidden_bias: jax.Array) -> jax.Array:
+    """Return whether ``sample_rbm`` may use the flip-ratio path for ``kernel`` and ``hidden_bias``.
 
-    It needs a real W with every |W_ij| <= ``MAX_FLIP_RATIO_WEIGHT``, and a
-    product of one flip's hidden ratios that stays in the normal range: each
-    ratio lies in [exp(-|d_j|), exp(|d_j|)], so every partial product of a
-    flip of site i lies within exp(+-sum_j 2 |W_ij|), which must stay below
-    -log(tiny). A complex W has no such bound (cosh can vanish).
+    It needs a real W with every |W_ij| <= ``MAX_FLIP_RATIO_WEIGHT``, every
+    |theta_j| <= sum_i |W_ij| + |b_j| <= ``MAX_FLIP_RATIO_THETA`` for all spin
+    configurations, and a product of one flip's hidden ratios that stays in
+    the normal range: each ratio lies in [exp(-|d_j|), exp(|d_j|)], so every
+    partial product of a flip of site i lies within exp(+-sum_j 2 |W_ij|),
+    which must stay below -log(tiny). A complex W has no such bound (cosh can
+    vanish).
     """
-    if jnp.iscomplexobj(kernel):
+    if jnp.iscomplexobj(kernel) or jnp.iscomplexobj(hidden_bias):
         return jnp.asarray(False)
     limit = -math.log(jnp.finfo(kernel.dtype).tiny)
     magnitude = jnp.abs(kernel)
+    largest_theta = jnp.max(jnp.sum(magnitude, axis=0) + jnp.abs(hidden_bias))
     return ((jnp.max(magnitude) <= MAX_FLIP_RATIO_WEIGHT)
+            & (largest_theta <= MAX_FLIP_RATIO_THETA)
             & (jnp.max(jnp.sum(2 * magnitude, axis=1)) < limit))
 
 
@@ -310,5 +318,5 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
 
     if jnp.iscomplexobj(kernel):
         return exact()
-    return lax.cond(use_flip_ratio(kernel),
+    return lax.cond(use_flip_ratio(kernel, hidden_bias),
                     lambda: run(flip_ratio_proposal(*flip_factors(kernel)), jnp.tanh), exact)

@@ -95,8 +95,9 @@ def test_shared_randomness_identical_chains(case):
     """Torch, Flax and both RBM fast paths make every decision alike for 1000 sweeps."""
     complex_params, first_weight, flip_ratio = SAMPLER_PATHS[case]
     model, _, variables = _rbm_pair(10, N_SITES, complex_params, first_weight=first_weight)
-    assert torch_sampler.use_flip_ratio(model.Dense.weight) == flip_ratio
-    assert bool(flax_sampler.use_flip_ratio(variables["params"]["Dense"]["kernel"])) == flip_ratio
+    assert torch_sampler.use_flip_ratio(model.Dense.weight, model.Dense.bias) == flip_ratio
+    flax_dense = variables["params"]["Dense"]
+    assert bool(flax_sampler.use_flip_ratio(flax_dense["kernel"], flax_dense["bias"])) == flip_ratio
 
     start, sites, uniforms = _shared_inputs(11, N_SITES, N_CHAINS, N_DISCARD + N_SWEEPS_SHARED)
     runs = _run_all_four(10, complex_params, start, sites, uniforms, N_DISCARD, N_SWEEPS_SHARED,
@@ -241,11 +242,51 @@ def test_flip_ratio_needs_a_product_in_range(dtype, expected):
 
     That is below -log(tiny) in float64 (708.4) and above it in float32
     (87.3), where the product could overflow, so float32 takes the
-    log-cosh path.
+    log-cosh path. With 2 sites |theta_j| <= 1.8 stays within its bound.
     """
-    kernel = np.full((8, 64), 0.9, dtype=dtype)
-    assert torch_sampler.use_flip_ratio(torch.tensor(kernel.T)) == expected
-    assert bool(flax_sampler.use_flip_ratio(jnp.asarray(kernel))) == expected
+    kernel = np.full((2, 64), 0.9, dtype=dtype)
+    bias = np.zeros(64, dtype=dtype)
+    assert torch_sampler.use_flip_ratio(torch.tensor(kernel.T), torch.tensor(bias)) == expected
+    assert bool(flax_sampler.use_flip_ratio(jnp.asarray(kernel), jnp.asarray(bias))) == expected
+
+
+def test_saturated_hidden_unit_takes_log_cosh_path():
+    """A hidden unit with |theta| up to 38 gets the same chains as the plain sampler.
+
+    With W_0i = 0.95 on 40 sites, theta_0 starts at 38, where float64
+    tanh(theta) is exactly 1, and a visible bias of -1 walks the chains down
+    through theta_0 = 0 within a sweep. A tanh cache cannot follow (from 1 its
+    update stays 1), so the flip-ratio path refuses these weights; without the
+    theta bound these inputs gave different chains (acceptance 0.054 against
+    0.046).
+    """
+    n_sites, n_chains, n_sweeps = 40, 8, 30
+    model = torch_ansatz.RBM(n_sites, alpha=1, dtype=torch.float64)
+    with torch.no_grad():
+        model.Dense.weight.fill_(0.001)
+        model.Dense.weight[0] = 0.95
+        model.Dense.bias.zero_()
+        model.visible_bias.fill_(-1.0)
+    flax_model = flax_ansatz.RBM(alpha=ALPHA, param_dtype=jnp.float64)
+    template = jax.eval_shape(flax_model.init, jax.random.key(0), jnp.ones((1, n_sites)))
+    variables = jax.tree_util.tree_map(
+        jnp.asarray, state_dict_to_variables(model.state_dict(), template))
+    rng = np.random.default_rng(0)
+    sites = rng.integers(0, n_sites, size=(n_sweeps, n_sites, n_chains))
+    uniforms = rng.random(size=(n_sweeps, n_sites, n_chains))
+    start = np.ones((n_chains, n_sites))
+
+    assert not torch_sampler.use_flip_ratio(model.Dense.weight, model.Dense.bias)
+    flax_dense = variables["params"]["Dense"]
+    assert not bool(flax_sampler.use_flip_ratio(flax_dense["kernel"], flax_dense["bias"]))
+    reference = torch_sampler.sample(model.log_psi, torch.tensor(start), sites, uniforms, 0,
+                                     n_sweeps)
+    torch_rbm = torch_sampler.sample_rbm(*torch_sampler.rbm_arrays(model), torch.tensor(start),
+                                         sites, uniforms, 0, n_sweeps)
+    flax_rbm = flax_sampler.sample_rbm(*flax_sampler.rbm_arrays(variables), jnp.asarray(start),
+                                       sites, uniforms, 0, n_sweeps)
+    assert torch.equal(torch_rbm.samples, reference.samples)
+    np.testing.assert_array_equal(np.asarray(flax_rbm.samples), reference.samples.numpy())
 
 
 @pytest.mark.parametrize("first_weight", [None, 1.5], ids=["flip-ratio", "log-cosh"])

@@ -179,7 +179,7 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     n_chains, n_sites = s.shape
     # Row i of W^T contains the weights of site i, (n_sites, n_hidden).
     columns = weight.T.contiguous()
-    if use_flip_ratio(weight):
+    if use_flip_ratio(weight, hidden_bias):
         tables = flip_factors(columns)
         flip_ratio = _compiled(flip_ratio_sweep) if compile else flip_ratio_sweep
 
@@ -245,28 +245,36 @@ def flip_factors(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return torch.cosh(two_w), torch.sinh(two_w), torch.tanh(two_w)
 
 
-# The flip-ratio path runs when every |W_ij| is at most this. cosh d - tanh(theta)
+# The flip-ratio path runs when every |W_ji| is at most MAX_FLIP_RATIO_WEIGHT
+# and every |theta_j| is bounded by MAX_FLIP_RATIO_THETA. cosh d - tanh(theta)
 # sinh d cancels when tanh(theta) is near sign(d), with relative error up to
-# eps * exp(2 |d|), and the tanh update amplifies an error in tanh(theta) by up
-# to exp(2 |d|): at |d| = 2 |W_ij| <= 2 both stay below 55 eps. Larger weights
-# (a diverging run) take the log-cosh path, exact to rounding for any weights.
+# eps * exp(2 |d|): at |d| = 2 |W_ji| <= 2 that is below 55 eps. tanh(theta)
+# keeps theta only to about eps cosh(theta)^2, and its update carries that
+# error along (at |theta| >= 19 float64 tanh is exactly 1 and the update stays
+# there, whatever theta becomes): at |theta| <= 4, cosh^2 < 750. Other RBMs
+# take the log-cosh path, exact to rounding for any weights.
 MAX_FLIP_RATIO_WEIGHT = 1.0
+MAX_FLIP_RATIO_THETA = 4.0
 
 
-def use_flip_ratio(weight: torch.Tensor) -> bool:
-    """Return whether ``sample_rbm`` may use the flip-ratio path for ``weight``.
+def use_flip_ratio(weight: torch.Tensor, hidden_bias: torch.Tensor) -> bool:
+    """Return whether ``sample_rbm`` may use the flip-ratio path for ``weight`` and ``hidden_bias``.
 
-    It needs a real W with every |W_ji| <= ``MAX_FLIP_RATIO_WEIGHT``, and a
-    product of one flip's hidden ratios that stays in the normal range: each
-    ratio lies in [exp(-|d_j|), exp(|d_j|)], so every partial product of a
-    flip of site i lies within exp(+-sum_j 2 |W_ji|), which must stay below
-    -log(tiny). A complex W has no such bound (cosh can vanish).
+    It needs a real W with every |W_ji| <= ``MAX_FLIP_RATIO_WEIGHT``, every
+    |theta_j| <= sum_i |W_ji| + |b_j| <= ``MAX_FLIP_RATIO_THETA`` for all spin
+    configurations, and a product of one flip's hidden ratios that stays in
+    the normal range: each ratio lies in [exp(-|d_j|), exp(|d_j|)], so every
+    partial product of a flip of site i lies within exp(+-sum_j 2 |W_ji|),
+    which must stay below -log(tiny). A complex W has no such bound (cosh can
+    vanish).
     """
-    if weight.is_complex():
+    if weight.is_complex() or hidden_bias.is_complex():
         return False
     limit = -math.log(torch.finfo(weight.dtype).tiny)
     magnitude = weight.abs()
+    largest_theta = (magnitude.sum(dim=1) + hidden_bias.abs()).max()
     return bool((magnitude.max() <= MAX_FLIP_RATIO_WEIGHT)
+                & (largest_theta <= MAX_FLIP_RATIO_THETA)
                 & ((2 * magnitude).sum(dim=0).max() < limit))
 
 
