@@ -146,14 +146,19 @@ def _jax_energy_grad(config: NqsConfig, target: Target):
     return build
 
 
+def _jax_sr_inputs(config: NqsConfig, target: Target):
+    """Return the real O (B, P) and E_loc (B,) that both JAX SR variants solve from."""
+    model, params, s = _jax_estimate_parts(config, target)
+    o_matrix = flax_impl.vmc.real_jacobian(model, params, s)
+    e_loc = flax_impl.local_energy.local_energy(
+        functools.partial(model.apply, {"params": params}), hamiltonian(config.n_sites), s)
+    return o_matrix, e_loc
+
+
 def _jax_sr_solve(config: NqsConfig, target: Target):
     def build() -> Variant:
-        model, params, s = _jax_estimate_parts(config, target)
-        ham = hamiltonian(config.n_sites)
+        o_matrix, e_loc = _jax_sr_inputs(config, target)
         weights = jnp.full((config.n_samples,), 1.0 / config.n_samples)
-        o_matrix = flax_impl.vmc.real_jacobian(model, params, s)
-        e_loc = flax_impl.local_energy.local_energy(
-            functools.partial(model.apply, {"params": params}), ham, s)
 
         def run(calls: int) -> None:
             for _ in range(calls):
@@ -170,11 +175,7 @@ def _jax_sr_solve(config: NqsConfig, target: Target):
 
 def _jax_fused_sr_solve(config: NqsConfig, target: Target):
     def build() -> Variant:
-        model, params, s = _jax_estimate_parts(config, target)
-        ham = hamiltonian(config.n_sites)
-        o_matrix = fused_vmc.real_jacobian(model, params, s)
-        e_loc = flax_impl.local_energy.local_energy(
-            functools.partial(model.apply, {"params": params}), ham, s)
+        o_matrix, e_loc = _jax_sr_inputs(config, target)
         direction_fn = jax.jit(functools.partial(fused_vmc.sr_direction, diag_shift=DIAG_SHIFT))
 
         def run(calls: int) -> None:

@@ -237,7 +237,7 @@ def test_concentrated_state_never_accepts():
 
 
 @pytest.mark.parametrize(("dtype", "expected"), [("float64", True), ("float32", False)])
-def test_flip_ratio_needs_a_product_in_range(dtype, expected):
+def test_flip_ratio_product_range_guard(dtype, expected):
     """|W_ij| = 0.9 over 64 hidden units bounds a flip's log ratio by 115.2.
 
     That is below -log(tiny) in float64 (708.4) and above it in float32
@@ -250,15 +250,15 @@ def test_flip_ratio_needs_a_product_in_range(dtype, expected):
     assert bool(flax_sampler.use_flip_ratio(jnp.asarray(kernel), jnp.asarray(bias))) == expected
 
 
-def test_saturated_hidden_unit_takes_log_cosh_path():
+def test_saturated_hidden_unit_uses_log_cosh():
     """A hidden unit with |theta| up to 38 gets the same chains as the plain sampler.
 
     With W_0i = 0.95 on 40 sites, theta_0 starts at 38, where float64
     tanh(theta) is exactly 1, and a visible bias of -1 walks the chains down
-    through theta_0 = 0 within a sweep. A tanh cache cannot follow (from 1 its
-    update stays 1), so the flip-ratio path refuses these weights; without the
-    theta bound these inputs gave different chains (acceptance 0.054 against
-    0.046).
+    through theta_0 = 0 within a sweep. A tanh cache cannot follow, because
+    from 1 its update stays 1, so the flip-ratio path rejects these weights.
+    Without the theta bound these inputs gave different chains (acceptance
+    0.054 against 0.046).
     """
     n_sites, n_chains, n_sweeps = 40, 8, 30
     model = torch_ansatz.RBM(n_sites, alpha=1, dtype=torch.float64)

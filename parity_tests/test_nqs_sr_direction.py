@@ -56,7 +56,7 @@ def test_sr_direction_matches_reference(case):
 @pytest.mark.parametrize("framework", ["torch", "flax"])
 @pytest.mark.parametrize(("case", "system"), [("real-parameter-space", "S"),
                                               ("complex-sample-space", "Y Y\\^T")])
-def test_sr_direction_tiny_shift_names_the_system(framework, case, system):
+def test_tiny_shift_warning_names_system(framework, case, system):
     """A shift that vanishes next to the eigenvalues warns about the system it solves.
 
     Y Y^T is singular by construction (its rows are centred); S is made

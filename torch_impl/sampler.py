@@ -172,7 +172,8 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
 
     ``compile=True`` runs each sweep as one ``torch.compile`` graph (the N
     proposals unrolled), where eager mode dispatches every op of every
-    proposal: the first call per shape compiles for tens of seconds.
+    proposal. The first call per shape compiles, which took 6 to 23 s at
+    N = 20 on a 2-core CPU.
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)

@@ -181,8 +181,8 @@ def sr_factors(o_matrix: torch.Tensor, e_loc: torch.Tensor,
     Re(conj(a) b) = Re a Re b + Im a Im b; a real O keeps R = B.
     """
     root = weights.sqrt()
-    # weights @ O is <O> without a (B, P) temporary; the in-place scaling
-    # reuses the centred copy. Each fresh (B, P) array costs a full pass.
+    # weights @ O gives <O> without a (B, P) temporary, and the in-place
+    # scaling reuses the centred copy: each fresh (B, P) array costs a pass.
     y = (o_matrix - weights.to(o_matrix.dtype) @ o_matrix).mul_(root[:, None])
     z = root * (e_loc - torch.sum(weights * e_loc))
     if y.is_complex():
