@@ -14,7 +14,12 @@ import os
 import sys
 import time
 
-import twins  # noqa: F401  (turns on jax_enable_x64 before any JAX array exists)
+# JAX's CPU Cholesky runs in scipy's OpenBLAS, whose idle threads spin and slow
+# the XLA matmul that follows (Flax twin VMC iteration, N = 20: 25 ms, 15 ms with
+# one thread). Set before numpy loads OpenBLAS; the NetKet peer inherits it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import twins  # noqa: E402, F401  (turns on jax_enable_x64 before any JAX array exists)
 
 SUITES = ("peaks", "examples", "nqs", "netket")
 # A large-batch time within this factor of the batch-1 time means per-call

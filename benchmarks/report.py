@@ -141,7 +141,8 @@ def markdown(data: dict) -> str:
              f"{'' if meta.get('complete', True) else ', incomplete'})", ""]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     lines += [f"* Machine: {meta['cpu_model']}, {meta['cpu_count']} CPUs "
-              f"({meta['cpu_affinity']} usable), torch threads {meta['torch_threads']}; "
+              f"({meta['cpu_affinity']} usable), torch threads {meta['torch_threads']}, "
+              f"OpenBLAS threads {meta.get('env', {}).get('OPENBLAS_NUM_THREADS') or 'default'}; "
               f"{meta.get('cuda_device', 'no GPU')}.",
               f"* Versions: {versions}; Python {meta['python']}.",
               f"* Load average (1, 5, 15 min) at start {meta['loadavg_start']}, "
