@@ -4,7 +4,7 @@ The Flax twin's ``vmc.step`` compiles the sampler, the statistics and the SR
 system separately and reads the trace of the system matrix (and the
 Cholesky factor's finiteness) on the host, to warn and fall back to least
 squares on an ill-conditioned S. This module composes the same functions
-(``sampler.rbm_sampler_core``, ``local_energy.local_energy``,
+(``sampler.rbm_sampler_core``, ``local_energy.model_local_energy``,
 ``vmc.real_jacobian``, ``vmc.sr_factors``) into one compiled, donated
 iteration for real parameters and a real log psi, and solves the SR system by
 Cholesky with no check: with a positive shift it is positive definite, and a
@@ -13,8 +13,6 @@ against the twin's in the benchmark smoke test.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -73,8 +71,7 @@ def make_iteration(model, hamiltonian, optimizer: optax.GradientTransformation, 
         chains = flax_impl.sampler.rbm_sampler_core(*rbm, s, sites, uniforms, n_discard)
         samples = chains.samples.reshape(-1, n_sites)
 
-        log_psi = functools.partial(model.apply, {"params": params})
-        e_loc = flax_impl.local_energy.local_energy(log_psi, hamiltonian, samples)
+        e_loc = flax_impl.local_energy.model_local_energy(model, params, hamiltonian, samples)
         o_matrix = real_jacobian(model, params, samples)
         direction = sr_direction(o_matrix, e_loc, diag_shift)
         direction = flax_impl.vmc.unflatten_direction(direction, params)

@@ -189,43 +189,60 @@ def sampling_builders(config: NqsConfig, target: Target, plain: bool = True):
 # --- local energy -----------------------------------------------------------
 
 def local_energy_builders(config: NqsConfig, target: Target):
+    """Return the E_loc builders: ``rbm`` variants call ``rbm_local_energy`` (what
+    ``vmc.estimate`` calls for an RBM), ``plain`` ones evaluate the model on every
+    connected configuration."""
     spins = random_spins(config, config.n_samples)
     ham = hamiltonian(config.n_sites)
 
-    def torch_build() -> Variant:
-        model = torch_model(config, target)
-        s = target.to_torch(spins, DTYPE)
+    def torch_build(rbm: bool):
+        def build() -> Variant:
+            model = torch_model(config, target)
+            s = target.to_torch(spins, DTYPE)
+            arrays = torch_impl.sampler.rbm_arrays(model)
 
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                torch_impl.local_energy.local_energy(model, ham, s)
-            target.torch_sync()
+            def run(calls: int) -> None:
+                for _ in range(calls):
+                    if rbm:
+                        torch_impl.local_energy.rbm_local_energy(*arrays, ham, s)
+                    else:
+                        torch_impl.local_energy.local_energy(model, ham, s)
+                target.torch_sync()
 
-        run(1)
-        return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
+            run(1)
+            return Variant(f"torch eager {'rbm' if rbm else 'plain'}", "torch", run,
+                           items_per_call=config.n_samples)
+        return build
 
-    def jax_build() -> Variant:
-        model, variables = flax_model_and_variables(config, target)
-        s = target.to_jax(spins, DTYPE)
+    def jax_build(rbm: bool):
+        def build() -> Variant:
+            model, variables = flax_model_and_variables(config, target)
+            s = target.to_jax(spins, DTYPE)
 
-        @jax.jit
-        def local_energy(variables, s):
-            return flax_impl.local_energy.local_energy(
-                functools.partial(model.apply, variables), ham, s)
+            @jax.jit
+            def local_energy(variables, s):
+                if rbm:
+                    return flax_impl.local_energy.rbm_local_energy(
+                        *flax_impl.sampler.rbm_arrays(variables), ham, s)
+                return flax_impl.local_energy.local_energy(
+                    functools.partial(model.apply, variables), ham, s)
 
-        def run(calls: int) -> None:
-            for _ in range(calls):
-                out = local_energy(variables, s)
-            out.block_until_ready()
+            def run(calls: int) -> None:
+                for _ in range(calls):
+                    out = local_energy(variables, s)
+                out.block_until_ready()
 
-        compile_s = timed_first_call(run)
-        return Variant("jax jit", "jax", run, items_per_call=config.n_samples, compile_s=compile_s)
+            compile_s = timed_first_call(run)
+            return Variant(f"jax jit {'rbm' if rbm else 'plain'}", "jax", run,
+                           items_per_call=config.n_samples, compile_s=compile_s)
+        return build
 
-    return [("jax jit", jax_build), ("torch eager", torch_build)]
+    return [("jax jit rbm", jax_build(True)), ("torch eager rbm", torch_build(True)),
+            ("jax jit plain", jax_build(False)), ("torch eager plain", torch_build(False))]
 
 
 def local_energy_work(config: NqsConfig) -> dict:
-    """FLOPs of E_loc: the RBM's matmul on the N connected configurations of each sample."""
+    """FLOPs of the plain E_loc: the RBM's matmul on the N connected configurations of each sample."""
     hidden = config.alpha * config.n_sites
     evaluations = config.n_samples * (config.n_sites + 1)
     return {"flops": 2 * evaluations * config.n_sites * hidden}
@@ -293,7 +310,7 @@ def run_nqs(target: Target, *, quick: bool, rounds: int, block_s: float, torch_c
                     cases.append(case)
                     on_case(case)
                     log(_summary(case))
-        targets += cache_speedups(cases)
+        targets += rbm_speedups(cases)
 
     netket_meta: dict = {}
     if "netket" in suites:
@@ -312,22 +329,30 @@ def default_netket_python() -> str | None:
     return path if os.path.exists(path) else None
 
 
-def cache_speedups(cases: list[CaseResult]) -> list[dict]:
-    """Return plain / cached sampling time per framework and configuration."""
+# Stages timed with an ``rbm`` and a ``plain`` variant: the name of the
+# speedup row and the unit of their items.
+_RBM_SPEEDUPS = {"sample": ("RBM cache speedup", "samples"),
+                 "local energy": ("RBM local energy speedup", "configurations")}
+
+
+def rbm_speedups(cases: list[CaseResult]) -> list[dict]:
+    """Return plain / rbm time per stage, framework and configuration (sampling, local energy)."""
     targets = []
     for case in cases:
-        if case.params["stage"] != "sample":
+        if case.params["stage"] not in _RBM_SPEEDUPS:
             continue
+        title, unit = _RBM_SPEEDUPS[case.params["stage"]]
         rows = {row["variant"]: row for row in case.results}
         for framework, prefix in (("jax", "jax jit"), ("torch", "torch eager")):
             cached, plain = rows.get(f"{prefix} rbm"), rows.get(f"{prefix} plain")
             if cached and plain:
+                configuration = case.case.removeprefix(case.params["stage"] + " ")
                 targets.append({
-                    "name": f"RBM cache speedup, {framework}, {case.case.removeprefix('sample ')}",
+                    "name": f"{title}, {framework}, {configuration}",
                     "measured": plain["unit_s"] / cached["unit_s"], "limit": None, "met": None,
-                    "detail": (f"plain {plain['items_per_s']:.3g} samples/s, cached "
-                               f"{cached['items_per_s']:.3g} samples/s; speedup > 1 means the "
-                               "cache is faster")})
+                    "detail": (f"plain {plain['items_per_s']:.3g} {unit}/s, rbm "
+                               f"{cached['items_per_s']:.3g} {unit}/s; speedup > 1 means the "
+                               "rbm path is faster")})
     # Each configuration appears once, even when two sweeps share it.
     unique = {target["name"]: target for target in targets}
     return list(unique.values())

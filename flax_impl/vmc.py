@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from flax_impl.local_energy import local_energy
+from flax_impl.local_energy import model_local_energy
 
 # The exact estimator keeps the connected configurations (2^N x M x N) and the
 # log-derivatives (2^N x P) in memory: about 0.5 GB for an N = 16 RBM with
@@ -334,7 +334,7 @@ class Estimate:
 @functools.partial(jax.jit, static_argnames=("model", "hamiltonian"))
 def _statistics(model, hamiltonian, params, s, weights):
     """Return E_loc, energy, variance, F and O, in one compiled call."""
-    e_loc = local_energy(functools.partial(model.apply, {"params": params}), hamiltonian, s)
+    e_loc = model_local_energy(model, params, hamiltonian, s)
     if _is_real_model(model, params, s):
         # O of a real log psi over real parameters is real: a real O halves
         # the work of every product below.

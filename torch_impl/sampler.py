@@ -145,10 +145,10 @@ def rbm_arrays(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     weight = model.Dense.weight.detach()
     hidden_bias = model.Dense.bias
-    hidden_bias = (torch.zeros(weight.shape[0], dtype=weight.dtype) if hidden_bias is None
+    hidden_bias = (weight.new_zeros(weight.shape[0]) if hidden_bias is None
                    else hidden_bias.detach())
     visible_bias = model.visible_bias
-    visible_bias = (torch.zeros(weight.shape[1], dtype=weight.dtype) if visible_bias is None
+    visible_bias = (weight.new_zeros(weight.shape[1]) if visible_bias is None
                     else visible_bias.detach())
     return weight, hidden_bias, visible_bias
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from torch_impl.local_energy import local_energy
+from torch_impl.local_energy import model_local_energy
 
 # The exact estimator keeps the connected configurations (2^N x M x N) and the
 # log-derivatives (2^N x P) in memory: about 0.5 GB for an N = 16 RBM with
@@ -300,7 +300,7 @@ def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tens
     if weights is None:
         weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
 
-    e_loc = local_energy(model, hamiltonian, s)
+    e_loc = model_local_energy(model, hamiltonian, s)
     if _is_real_model(model, params, s):
         # O of a real log psi over real parameters is real: a real O halves
         # the work of every product below.

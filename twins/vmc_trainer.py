@@ -532,7 +532,7 @@ class _TorchBackend:
                 run.last.numpy().astype(np.float64))
 
     def _e_loc(self, s):
-        return self.local_energy_module.local_energy(self.model.log_psi, self.hamiltonian, s)
+        return self.local_energy_module.model_local_energy(self.model, self.hamiltonian, s)
 
     def local_energy(self, samples) -> np.ndarray:
         s = self.torch.as_tensor(samples, dtype=self.real_dtype)
@@ -611,8 +611,8 @@ class _FlaxBackend:
         self.opt_state = self.optimizer.init(self.variables["params"])
         # One jitted local energy, reused every iteration (a new closure would
         # compile again).
-        self._e_loc = jax.jit(lambda variables, s: local_energy.local_energy(
-            lambda x: self.model.apply(variables, x), hamiltonian, s))
+        self._e_loc = jax.jit(lambda variables, s: local_energy.model_local_energy(
+            self.model, variables["params"], hamiltonian, s))
 
     def parameters(self) -> dict:
         from twins.convert import variables_to_state_dict
