@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from flax_impl.ansatz import RBM, log_cosh
-from flax_impl.sampler import flip_factors, rbm_arrays, use_flip_ratio
+from flax_impl.ansatz import RBM
+from flax_impl.sampler import flip_factors, rbm_arrays, rbm_log_psi, use_flip_ratio
 
 
 def diagonal(hamiltonian, s: jnp.ndarray) -> jnp.ndarray:
@@ -87,7 +87,7 @@ def rbm_local_energy(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: ja
     take ``local_energy`` with the RBM's log psi.
     """
     def log_psi(x):
-        return x @ visible_bias + log_cosh(x @ kernel + hidden_bias).sum(axis=-1)
+        return rbm_log_psi(x, kernel, hidden_bias, visible_bias)[1]
 
     s = s.astype(jnp.finfo(kernel.dtype).dtype)  # the real dtype of the parameters
 

@@ -250,6 +250,12 @@ def use_flip_ratio(kernel: jax.Array, hidden_bias: jax.Array) -> jax.Array:
             & (jnp.max(jnp.sum(2 * magnitude, axis=1)) < limit))
 
 
+def rbm_log_psi(s, kernel, hidden_bias, visible_bias):
+    """Return the RBM's hidden pre-activations theta (n_chains, n_hidden) and log psi (n_chains,)."""
+    theta = s.astype(kernel.dtype) @ kernel + hidden_bias
+    return theta, s.astype(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(axis=1)
+
+
 @partial(jax.jit, static_argnums=(6,))
 def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_discard):
     """Run ``sample_rbm``'s sweeps as a jitted function that traces inside another ``jax.jit``.
@@ -259,10 +265,7 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
     """
     n_chains = s.shape[0]
     chains = jnp.arange(n_chains)
-
-    def log_psi_of(s):
-        theta = s.astype(kernel.dtype) @ kernel + hidden_bias
-        return theta, s.astype(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(axis=1)
+    rbm = (kernel, hidden_bias, visible_bias)
 
     def flip_ratio_proposal(cosh_2w, sinh_2w, tanh_2w):
         def propose(carry, xs):
@@ -306,10 +309,10 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
             # matmul): the recorded log psi is the model's, on its branch of
             # the complex log, and rounding from the per-flip updates cannot
             # accumulate over sweeps.
-            theta, log_psi = log_psi_of(s)
+            theta, log_psi = rbm_log_psi(s, *rbm)
             return (s, theta, log_psi), (s, log_psi, n_accepted.sum())
 
-        (last, _, log_psi), history = _run_sweeps(sweep, (s, *log_psi_of(s)), sites, uniforms,
+        (last, _, log_psi), history = _run_sweeps(sweep, (s, *rbm_log_psi(s, *rbm)), sites, uniforms,
                                                   n_discard)
         return _pack(last, log_psi, history)
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.ansatz import RBM, log_cosh
-from torch_impl.sampler import flip_factors, rbm_arrays, use_flip_ratio
+from torch_impl.ansatz import RBM
+from torch_impl.sampler import flip_factors, rbm_arrays, rbm_log_psi, use_flip_ratio
 
 
 def _table(array, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -92,8 +92,7 @@ def rbm_local_energy(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bi
     s = s.to(weight.real.dtype)
     if hamiltonian.flip_sites.shape[1] != 1 or not use_flip_ratio(weight, hidden_bias):
         def log_psi(x):
-            x = x.to(weight.dtype)
-            return x @ visible_bias + log_cosh(x @ weight.T + hidden_bias).sum(dim=-1)
+            return rbm_log_psi(x, weight, hidden_bias, visible_bias)[1]
 
         return local_energy(log_psi, hamiltonian, s)
 

@@ -178,6 +178,7 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)
     n_chains, n_sites = s.shape
+    rbm = (weight, hidden_bias, visible_bias)
     # Row i of W^T contains the weights of site i, (n_sites, n_hidden).
     columns = weight.T.contiguous()
     if use_flip_ratio(weight, hidden_bias):
@@ -185,29 +186,20 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
         flip_ratio = _compiled(flip_ratio_sweep) if compile else flip_ratio_sweep
 
         def sweep(s, theta, sites, uniforms):
-            return flip_ratio(s, torch.tanh(theta), sites, uniforms, tables, visible_bias)
+            return flip_ratio(s, theta, sites, uniforms, tables, rbm)
     else:
         exact = _compiled(log_cosh_sweep) if compile else log_cosh_sweep
 
         def sweep(s, theta, sites, uniforms):
-            return exact(s, theta, sites, uniforms, columns, visible_bias)
-
-    def log_psi_of(s):
-        theta = s.to(weight.dtype) @ weight.T + hidden_bias
-        return theta, s.to(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(dim=1)
+            return exact(s, theta, sites, uniforms, columns, rbm)
 
     s = s.clone()
-    theta, _ = log_psi_of(s)
+    theta, _ = rbm_log_psi(s, *rbm)
     recorded, recorded_log_psi = [], []
     # Counted on the device: a host read per sweep would wait for every op.
     accepted = torch.zeros((), dtype=torch.int64, device=s.device)
     for t in range(n_discard + n_samples):
-        s, n_accepted = sweep(s, theta, sites[t], uniforms[t])
-        # theta and log psi are recomputed from s once per sweep (one matmul):
-        # the recorded log psi is the model's, on its branch of the complex
-        # log, and rounding from the per-flip updates cannot accumulate over
-        # sweeps.
-        theta, log_psi = log_psi_of(s)
+        s, n_accepted, theta, log_psi = sweep(s, theta, sites[t], uniforms[t])
         if t >= n_discard:
             accepted += n_accepted
             recorded.append(s.clone())
@@ -279,15 +271,25 @@ def use_flip_ratio(weight: torch.Tensor, hidden_bias: torch.Tensor) -> bool:
                 & ((2 * magnitude).sum(dim=0).max() < limit))
 
 
-def flip_ratio_sweep(s, tanh_theta, sites, uniforms, tables, visible_bias):
-    """Run one sweep on the flip-ratio path, in place on ``s``; return ``(s, accepted)``.
+def rbm_log_psi(s, weight, hidden_bias, visible_bias):
+    """Return the RBM's hidden pre-activations theta (n_chains, n_hidden) and log psi (n_chains,)."""
+    theta = s.to(weight.dtype) @ weight.T + hidden_bias
+    return theta, s.to(visible_bias.dtype) @ visible_bias + log_cosh(theta).sum(dim=1)
 
-    ``sites`` and ``uniforms`` are (n_sites, n_chains), ``tanh_theta`` is
-    (n_chains, n_hidden) at the sweep's start and ``tables`` is
-    ``flip_factors(W^T)``. A function of tensors only, so that
-    ``torch.compile`` can take a whole sweep as one graph.
+
+def flip_ratio_sweep(s, theta, sites, uniforms, tables, rbm):
+    """Run one sweep on the flip-ratio path, in place on ``s``.
+
+    ``sites`` and ``uniforms`` are (n_sites, n_chains), ``theta`` is
+    (n_chains, n_hidden) at the sweep's start, ``tables`` is
+    ``flip_factors(W^T)`` and ``rbm`` is ``(weight, hidden_bias,
+    visible_bias)``. Returns ``(s, accepted, theta, log_psi)`` after the
+    sweep. A function of tensors only, so that ``torch.compile`` can take a
+    whole sweep as one graph.
     """
     cosh_2w, sinh_2w, tanh_2w = tables
+    visible_bias = rbm[2]
+    tanh_theta = torch.tanh(theta)
     chains = torch.arange(s.shape[0], device=s.device)
     accepted = torch.zeros((), dtype=torch.int64, device=s.device)
     for flip, u in zip(sites, uniforms):
@@ -303,15 +305,19 @@ def flip_ratio_sweep(s, tanh_theta, sites, uniforms, tables, visible_bias):
         tanh_theta = torch.where(accept[:, None],
                                  (tanh_theta - tanh_d) / (1 - tanh_theta * tanh_d), tanh_theta)
         accepted += accept.sum()
-    return s, accepted
+    # theta and log psi are recomputed from s once per sweep (one matmul): the
+    # recorded log psi is the model's, on its branch of the complex log, and
+    # rounding from the per-flip updates cannot accumulate over sweeps.
+    return (s, accepted, *rbm_log_psi(s, *rbm))
 
 
-def log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias):
-    """Run one sweep on the log-cosh path, in place on ``s``; return ``(s, accepted)``.
+def log_cosh_sweep(s, theta, sites, uniforms, columns, rbm):
+    """Run one sweep on the log-cosh path, in place on ``s``.
 
-    ``theta`` is (n_chains, n_hidden) at the sweep's start and ``columns`` is
-    W^T, whose row i contains the weights of site i.
+    Arguments and result as ``flip_ratio_sweep``, with ``columns`` = W^T,
+    whose row i contains the weights of site i, in place of the tables.
     """
+    visible_bias = rbm[2]
     chains = torch.arange(s.shape[0], device=s.device)
     accepted = torch.zeros((), dtype=torch.int64, device=s.device)
     for flip, u in zip(sites, uniforms):
@@ -327,4 +333,4 @@ def log_cosh_sweep(s, theta, sites, uniforms, columns, visible_bias):
         s[chains, flip] = torch.where(accept, -spin, spin)
         theta = torch.where(accept[:, None], proposal_theta, theta)
         accepted += accept.sum()
-    return s, accepted
+    return (s, accepted, *rbm_log_psi(s, *rbm))
