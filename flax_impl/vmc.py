@@ -222,7 +222,14 @@ def sr_direction(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray
     """
     rows = o_matrix.shape[0] * (2 if jnp.iscomplexobj(o_matrix) else 1)
     sample_space = o_matrix.shape[1] > rows
-    matrix, rhs, y = _sr_system(o_matrix, e_loc, weights, sample_space)
+    _check_diag_shift(diag_shift)
+    # One compiled call forms the system and tries the Cholesky solve; the
+    # host reads the trace and the finiteness flag once. Only a rejected
+    # attempt pays for the checked solve.
+    matrix, rhs, y, direction, trace, finite = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
+                                                           sample_space)
+    if _cholesky_trusted(trace, finite, diag_shift, max_condition, o_matrix.dtype):
+        return direction
     if not sample_space:
         return _shifted_solve(matrix, rhs, diag_shift, max_condition, "S")
     return _times_transpose(y, _shifted_solve(matrix, rhs, diag_shift, max_condition, "Y Y^T"))
@@ -237,29 +244,57 @@ def _sr_system(o_matrix, e_loc, weights, sample_space):
     return y.T @ y, 2 * (y.T @ z), None
 
 
+@functools.partial(jax.jit, static_argnames=("sample_space",))
+def _sr_attempt(o_matrix, e_loc, weights, diag_shift, sample_space):
+    """Return ``_sr_system``'s arrays, the Cholesky direction and ``_cholesky_attempt``'s checks."""
+    matrix, rhs, y = _sr_system(o_matrix, e_loc, weights, sample_space)
+    solution, trace, finite = _cholesky_attempt(matrix, rhs, diag_shift)
+    direction = y.T @ solution if sample_space else solution
+    return matrix, rhs, y, direction, trace, finite
+
+
 @jax.jit
 def _times_transpose(y, x):
     return y.T @ x
 
 
-def _shifted_solve(matrix: jnp.ndarray, rhs: jnp.ndarray, diag_shift: float,
-                   max_condition: float | None, name: str) -> jnp.ndarray:
-    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
+def _check_diag_shift(diag_shift: float) -> None:
     if not diag_shift > 0:
         raise ValueError(
             f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
             f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
         )
+
+
+def _cholesky_trusted(trace, finite, diag_shift: float, max_condition: float | None,
+                      dtype) -> bool:
+    """Return whether a Cholesky solution with these checks may be returned unchecked.
+
+    The system matrix is a Gram matrix, so positive semidefinite: the
+    eigenvalues of matrix + shift lie in [shift, shift + trace]. When that
+    bound already meets ``max_condition`` the eigenvalue computation, which
+    costs several times the solve, is skipped. JAX's Cholesky fails with NaN,
+    not an error, hence the finiteness flag.
+    """
     if max_condition is None:
-        max_condition = 1.0 / (1000.0 * jnp.finfo(matrix.dtype).eps)
-    # ``matrix`` is a Gram matrix, so positive semidefinite: the eigenvalues of
-    # matrix + shift lie in [shift, shift + trace]. When that bound already
-    # meets max_condition, a Cholesky solve skips the eigenvalue computation,
-    # which costs several times the solve itself.
-    if (diag_shift + float(jnp.trace(matrix))) / diag_shift <= max_condition:
-        solution = _cholesky_solve(matrix, rhs, diag_shift)
-        if bool(jnp.all(jnp.isfinite(solution))):  # JAX's Cholesky fails with NaN, not an error
-            return solution
+        max_condition = _default_max_condition(dtype)
+    trace, finite = jax.device_get((trace, finite))
+    return bool(finite) and (diag_shift + float(trace)) / diag_shift <= max_condition
+
+
+def _default_max_condition(dtype) -> float:
+    return 1.0 / (1000.0 * jnp.finfo(dtype).eps)
+
+
+def _shifted_solve(matrix: jnp.ndarray, rhs: jnp.ndarray, diag_shift: float,
+                   max_condition: float | None, name: str) -> jnp.ndarray:
+    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
+    _check_diag_shift(diag_shift)
+    if max_condition is None:
+        max_condition = _default_max_condition(matrix.dtype)
+    solution, trace, finite = _cholesky_attempt(matrix, rhs, diag_shift)
+    if _cholesky_trusted(trace, finite, diag_shift, max_condition, matrix.dtype):
+        return solution
     solution, smallest, largest = _eigen_checked_solve(matrix, rhs, diag_shift)
     smallest, largest = float(smallest), float(largest)
     condition = largest / smallest if smallest > 0 else math.inf
@@ -275,10 +310,11 @@ def _shifted_solve(matrix: jnp.ndarray, rhs: jnp.ndarray, diag_shift: float,
 
 
 @jax.jit
-def _cholesky_solve(matrix, rhs, diag_shift):
-    """Return the solution of (matrix + shift I) x = rhs by a Cholesky factorisation."""
+def _cholesky_attempt(matrix, rhs, diag_shift):
+    """Return the Cholesky solution of (matrix + shift I) x = rhs, trace(matrix) and whether x is finite."""
     shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
-    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), rhs)
+    solution = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), rhs)
+    return solution, jnp.trace(matrix), jnp.all(jnp.isfinite(solution))
 
 
 @jax.jit

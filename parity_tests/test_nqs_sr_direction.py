@@ -5,6 +5,8 @@ the P x P system S + eps I when P <= R, and the R x R system Y Y^T + eps I
 otherwise. Both must give the direction of ``sr_solve(sr_matrix(O, p), F, eps)``.
 """
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -92,3 +94,38 @@ def test_real_jacobian_matches_complex_path():
     flax_o = flax_vmc.real_jacobian(flax_model, params, jnp.asarray(s))
     assert flax_o.dtype == jnp.float64
     np.testing.assert_array_equal(np.asarray(flax_o), np.asarray(flax_expected.real))
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+@pytest.mark.parametrize("case", ["real-parameter-space", "complex-sample-space"])
+def test_trace_bound_miss_takes_checked_solve(framework, case):
+    """With max_condition between the true condition number and the trace bound,
+    the Cholesky shortcut is refused and the eigenvalue-checked solve returns
+    the same direction, without a warning."""
+    o_matrix, e_loc, weights = _problem(*CASES[case])
+    _, _, gradient = reference.energy_and_gradient(o_matrix + 0j, e_loc, weights)
+    s_matrix = reference.sr_matrix(o_matrix + 0j, weights)
+    expected = reference.sr_solve(s_matrix, gradient, 0.1)
+    # The system solved in sample space is Y Y^T; it has the nonzero
+    # eigenvalues (and trace) of S.
+    eigenvalues = np.linalg.eigvalsh(s_matrix)
+    condition = (eigenvalues[-1] + 0.1) / (max(eigenvalues[0], 0.0) + 0.1)
+    if case.endswith("sample-space"):
+        condition = (eigenvalues[-1] + 0.1) / 0.1
+    trace_bound = (0.1 + np.trace(s_matrix)) / 0.1
+    assert condition < trace_bound
+    module, as_array = (torch_vmc, torch.tensor) if framework == "torch" else (flax_vmc, jnp.asarray)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", module.SingularMatrixWarning)
+        direction = module.sr_direction(as_array(o_matrix), as_array(e_loc), as_array(weights),
+                                        0.1, max_condition=(condition + trace_bound) / 2)
+    assert relative_error(np.asarray(direction), expected) < NQS_FLOAT64_SR
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+@pytest.mark.parametrize("diag_shift", [0.0, -0.1])
+def test_non_positive_shift_rejected(framework, diag_shift):
+    o_matrix, e_loc, weights = _problem(*CASES["real-parameter-space"])
+    module, as_array = (torch_vmc, torch.tensor) if framework == "torch" else (flax_vmc, jnp.asarray)
+    with pytest.raises(ValueError, match="diag_shift must be positive"):
+        module.sr_direction(as_array(o_matrix), as_array(e_loc), as_array(weights), diag_shift)

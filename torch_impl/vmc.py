@@ -213,26 +213,40 @@ def sr_direction(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: torch.Ten
     return y.T @ _shifted_solve(kernel, 2 * z, diag_shift, max_condition, "Y Y^T")
 
 
-def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
-                   max_condition: float | None, name: str) -> torch.Tensor:
-    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
+def _check_diag_shift(diag_shift: float) -> None:
     if not diag_shift > 0:
         raise ValueError(
             f"diag_shift must be positive, got {diag_shift!r}: S = Re cov(O) has rank at "
             f"most n_samples - 1 and is singular without a shift. Use e.g. diag_shift=0.01."
         )
+
+
+def _cholesky_trusted(trace: torch.Tensor, info: torch.Tensor, diag_shift: float,
+                      max_condition: float) -> bool:
+    """Return whether a Cholesky solution with these checks may be returned unchecked.
+
+    The system matrix is a Gram matrix, so positive semidefinite: the
+    eigenvalues of matrix + shift lie in [shift, shift + trace]. When that
+    bound already meets ``max_condition`` the eigenvalue computation, which
+    costs several times the solve, is skipped. ``info`` is
+    ``cholesky_ex``'s status, 0 when the factorisation succeeded.
+    """
+    # One host read for both values: on a GPU each read waits for the queue.
+    trace, info = torch.stack([trace, info.to(trace.dtype)]).tolist()
+    return info == 0 and (diag_shift + trace) / diag_shift <= max_condition
+
+
+def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
+                   max_condition: float | None, name: str) -> torch.Tensor:
+    """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
+    _check_diag_shift(diag_shift)
     if max_condition is None:
         max_condition = 1.0 / (1000.0 * torch.finfo(matrix.dtype).eps)
     shifted = matrix + diag_shift * torch.eye(len(matrix), dtype=matrix.dtype,
                                               device=matrix.device)
-    # ``matrix`` is a Gram matrix, so positive semidefinite: the eigenvalues of
-    # matrix + shift lie in [shift, shift + trace]. When that bound already
-    # meets max_condition, a Cholesky solve skips the eigenvalue computation,
-    # which costs several times the solve itself.
-    if (diag_shift + torch.trace(matrix).item()) / diag_shift <= max_condition:
-        factor, info = torch.linalg.cholesky_ex(shifted)
-        if info.item() == 0:
-            return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
+    factor, info = torch.linalg.cholesky_ex(shifted)
+    if _cholesky_trusted(torch.trace(matrix), info, diag_shift, max_condition):
+        return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
     # The shifted matrix is symmetric, so its condition number is the ratio of
     # extreme eigenvalues (cheaper than the SVD behind linalg.cond).
     eigenvalues = torch.linalg.eigvalsh(shifted)
