@@ -220,8 +220,7 @@ def sr_direction(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray
     fallback are those of ``sr_solve``, applied to the system solved; call
     this outside ``jax.jit``.
     """
-    rows = o_matrix.shape[0] * (2 if jnp.iscomplexobj(o_matrix) else 1)
-    sample_space = o_matrix.shape[1] > rows
+    sample_space = _sample_space(o_matrix)
     _check_diag_shift(diag_shift)
     # One compiled call forms the system and tries the Cholesky solve; the
     # host reads the trace and the finiteness flag once. Only a rejected
@@ -233,6 +232,12 @@ def sr_direction(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray
     if not sample_space:
         return _shifted_solve(matrix, rhs, diag_shift, max_condition, "S")
     return _times_transpose(y, _shifted_solve(matrix, rhs, diag_shift, max_condition, "Y Y^T"))
+
+
+def _sample_space(o_matrix) -> bool:
+    """Return whether ``sr_direction`` solves in sample space: more parameters than rows of Y."""
+    rows = o_matrix.shape[0] * (2 if jnp.iscomplexobj(o_matrix) else 1)
+    return o_matrix.shape[1] > rows
 
 
 @functools.partial(jax.jit, static_argnames=("sample_space",))
@@ -367,9 +372,13 @@ class Estimate:
     direction: Any
 
 
-@functools.partial(jax.jit, static_argnames=("model", "hamiltonian"))
-def _statistics(model, hamiltonian, params, s, weights):
-    """Return E_loc, energy, variance, F and O, in one compiled call."""
+@functools.partial(jax.jit, static_argnames=("model", "hamiltonian", "with_sr"))
+def _statistics(model, hamiltonian, params, s, weights, diag_shift, with_sr):
+    """Return E_loc, energy, variance, F, O and, ``with_sr``, the SR attempt, in one compiled call.
+
+    The SR attempt is ``_sr_attempt``'s (direction, trace, finite); the caller
+    checks it on the host and falls back to ``sr_direction``.
+    """
     e_loc = model_local_energy(model, params, hamiltonian, s)
     if _is_real_model(model, params, s):
         # O of a real log psi over real parameters is real: a real O halves
@@ -378,7 +387,12 @@ def _statistics(model, hamiltonian, params, s, weights):
     else:
         o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
-    return e_loc, energy, variance, gradient, o_matrix
+    attempt = None
+    if with_sr:
+        _, _, _, direction, trace, finite = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
+                                                        _sample_space(o_matrix))
+        attempt = (direction, trace, finite)
+    return e_loc, energy, variance, gradient, o_matrix, attempt
 
 
 def _is_real_model(model, params, s) -> bool:
@@ -409,12 +423,18 @@ def estimate(model: nn.Module, params, hamiltonian, s: jnp.ndarray,
     if weights is None:
         weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
 
-    e_loc, energy, variance, gradient, o_matrix = _statistics(model, hamiltonian, params, s,
-                                                              weights)
+    with_sr = diag_shift is not None
+    if with_sr:
+        _check_diag_shift(diag_shift)
+    e_loc, energy, variance, gradient, o_matrix, attempt = _statistics(
+        model, hamiltonian, params, s, weights, diag_shift, with_sr)
 
     direction = gradient
-    if diag_shift is not None:
-        direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
+    if with_sr:
+        direction, trace, finite = attempt
+        if not _cholesky_trusted(trace, finite, diag_shift, None, o_matrix.dtype):
+            direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
+    energy, variance = jax.device_get((energy, variance))
     return Estimate(float(energy), float(variance), e_loc,
                     _unflatten(gradient, params), _unflatten(direction, params))
 

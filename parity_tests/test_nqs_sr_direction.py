@@ -15,6 +15,8 @@ import torch
 from flax_impl import vmc as flax_vmc
 from torch_impl import vmc as torch_vmc
 from twins import nqs_reference as reference
+from twins.hamiltonians import TransverseFieldIsing
+from twins.lattice import chain
 from twins.nqs_pairs import rbm_pair, relative_error
 from twins.tolerances import NQS_FLOAT64_SR
 
@@ -129,3 +131,24 @@ def test_non_positive_shift_rejected(framework, diag_shift):
     module, as_array = (torch_vmc, torch.tensor) if framework == "torch" else (flax_vmc, jnp.asarray)
     with pytest.raises(ValueError, match="diag_shift must be positive"):
         module.sr_direction(as_array(o_matrix), as_array(e_loc), as_array(weights), diag_shift)
+
+
+def test_estimate_tiny_shift_warns_and_agrees():
+    """``estimate`` with a vanishing shift takes the least-squares fallback in both twins.
+
+    6 spins, 48 parameters, 9 samples: the sample-space system Y Y^T has rank
+    at most 8, so Y Y^T + 1e-300 I is singular to working precision.
+    """
+    torch_model, flax_model, params = rbm_pair(6, torch.float64, scale=30.0, seed=5)
+    hamiltonian = TransverseFieldIsing(chain(6))
+    s = np.random.default_rng(6).choice([-1.0, 1.0], size=(9, 6))
+    with pytest.warns(torch_vmc.SingularMatrixWarning, match="^Y Y\\^T \\+ 1e-300 I"):
+        torch_result = torch_vmc.estimate(torch_model, hamiltonian, torch.tensor(s),
+                                          diag_shift=1e-300)
+    with pytest.warns(flax_vmc.SingularMatrixWarning, match="^Y Y\\^T \\+ 1e-300 I"):
+        flax_result = flax_vmc.estimate(flax_model, params, hamiltonian, jnp.asarray(s),
+                                        diag_shift=1e-300)
+    torch_kernel = torch_result.direction["Dense.weight"].numpy().T
+    flax_kernel = np.asarray(flax_result.direction["Dense"]["kernel"])
+    assert np.all(np.isfinite(flax_kernel))
+    assert relative_error(torch_kernel, flax_kernel) < NQS_FLOAT64_SR
