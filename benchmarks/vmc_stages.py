@@ -205,11 +205,14 @@ def _jax_iteration(config: NqsConfig, target: Target):
         optimizer = optax.sgd(LEARNING_RATE)
         draw = jax_proposal_drawer(config)
 
+        # The twin's jit-traceable sampler core in one compiled call with the
+        # proposal draw; the acceptance count stays on the device (sample_rbm
+        # would read it on the host to divide it).
+        @jax.jit
         def draw_and_sample(key, params, s):
             key, sites, uniforms = draw(key)
             rbm = flax_impl.sampler.rbm_arrays({"params": params})
-            chains = flax_impl.sampler.sample_rbm(*rbm, s, sites, uniforms, N_DISCARD,
-                                                  config.samples_per_chain)
+            chains = flax_impl.sampler.rbm_sampler_core(*rbm, s, sites, uniforms, N_DISCARD)
             return key, chains.samples.reshape(-1, config.n_sites), chains.last
 
         state = _jax_sampler_state(config, target)
