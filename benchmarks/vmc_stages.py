@@ -232,8 +232,9 @@ def _jax_iteration(config: NqsConfig, target: Target):
         run(1)
         return Variant("jax twin", "jax", run, items_per_call=config.n_samples,
                        compile_s=compile_s,
-                       note="jitted sampler, then flax_impl.vmc.step (compiled statistics, "
-                            "SR conditioning read on the host, jitted optax update)")
+                       note="proposal draw and rbm_sampler_core in one jit, then "
+                            "flax_impl.vmc.step (statistics and SR attempt in one compiled "
+                            "call, its checks read on the host, jitted optax update)")
 
     return build
 
