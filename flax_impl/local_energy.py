@@ -114,7 +114,10 @@ def rbm_local_energy(kernel: jax.Array, hidden_bias: jax.Array, visible_bias: ja
 
 
 def model_local_energy(model: nn.Module, params, hamiltonian, s: jnp.ndarray) -> jnp.ndarray:
-    """Return E_loc(s) of ``model`` with ``params``: ``rbm_local_energy`` for an RBM, else ``local_energy``."""
+    """Return E_loc(s) of ``model`` with ``params``.
+
+    ``rbm_local_energy`` for an ``ansatz.RBM``, ``local_energy`` for any other model.
+    """
     if isinstance(model, RBM):
         return rbm_local_energy(*rbm_arrays({"params": params}), hamiltonian, s)
     return local_energy(lambda x: model.apply({"params": params}, x), hamiltonian, s)

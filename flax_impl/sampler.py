@@ -312,8 +312,8 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
             theta, log_psi = rbm_log_psi(s, *rbm)
             return (s, theta, log_psi), (s, log_psi, n_accepted.sum())
 
-        (last, _, log_psi), history = _run_sweeps(sweep, (s, *rbm_log_psi(s, *rbm)), sites, uniforms,
-                                                  n_discard)
+        start = (s, *rbm_log_psi(s, *rbm))
+        (last, _, log_psi), history = _run_sweeps(sweep, start, sites, uniforms, n_discard)
         return _pack(last, log_psi, history)
 
     def exact():

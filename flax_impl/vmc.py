@@ -316,7 +316,7 @@ def _shifted_solve(matrix: jnp.ndarray, rhs: jnp.ndarray, diag_shift: float,
 
 @jax.jit
 def _cholesky_attempt(matrix, rhs, diag_shift):
-    """Return the Cholesky solution of (matrix + shift I) x = rhs, trace(matrix) and whether x is finite."""
+    """Return x solving (matrix + shift I) x = rhs by Cholesky, trace(matrix) and whether x is finite."""
     shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
     solution = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(shifted, lower=True), rhs)
     return solution, jnp.trace(matrix), jnp.all(jnp.isfinite(solution))

@@ -47,7 +47,7 @@ def _configurations(seed):
 
 
 def _both(rbm, hamiltonian, seed=0):
-    """Return (torch rbm, torch plain, flax rbm, flax plain, numpy reference) E_loc and the path flag."""
+    """Return each variant's E_loc by name, and whether the flip-ratio path applies."""
     complex_params, first_weight, _ = RBMS[rbm]
     model, flax_model, variables = _rbm_pair(seed, N_SITES, complex_params,
                                              first_weight=first_weight)

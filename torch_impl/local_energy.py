@@ -109,7 +109,10 @@ def rbm_local_energy(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bi
 
 
 def model_local_energy(model: nn.Module, hamiltonian, s: torch.Tensor) -> torch.Tensor:
-    """Return E_loc(s) of ``model``: ``rbm_local_energy`` for an RBM, else ``local_energy``."""
+    """Return E_loc(s) of ``model``.
+
+    ``rbm_local_energy`` for an ``ansatz.RBM``, ``local_energy`` for any other model.
+    """
     if isinstance(model, RBM):
         return rbm_local_energy(*rbm_arrays(model), hamiltonian, s)
     return local_energy(model, hamiltonian, s)
