@@ -205,9 +205,8 @@ def _jax_iteration(config: NqsConfig, target: Target):
         optimizer = optax.sgd(LEARNING_RATE)
         draw = jax_proposal_drawer(config)
 
-        # The twin's jit-traceable sampler core in one compiled call with the
-        # proposal draw; the acceptance count stays on the device (sample_rbm
-        # would read it on the host to divide it).
+        # The proposal draw and the twin's sampler core run in one compiled call.
+        # The acceptance count stays on the device, where sample_rbm would read it.
         @jax.jit
         def draw_and_sample(key, params, s):
             key, sites, uniforms = draw(key)

@@ -222,7 +222,7 @@ def sr_direction(o_matrix: jnp.ndarray, e_loc: jnp.ndarray, weights: jnp.ndarray
     """
     sample_space = _sample_space(o_matrix)
     _check_diag_shift(diag_shift)
-    # One compiled call forms the system and tries the Cholesky solve; the
+    # One compiled call forms the system and tries the Cholesky solve, then the
     # host reads the trace and the finiteness flag once. Only a rejected
     # attempt pays for the checked solve.
     matrix, rhs, y, direction, trace, finite = _sr_attempt(o_matrix, e_loc, weights, diag_shift,

@@ -79,7 +79,7 @@ def test_rbm_local_energy_matches_plain(rbm, hamiltonian):
         np.testing.assert_allclose(value, reference, rtol=0, atol=RTOL * scale, err_msg=name)
 
 
-def test_zero_field_leaves_the_diagonal():
+def test_zero_field_gives_diagonal():
     # h = 0: every off-diagonal matrix element is zero and masked out.
     hamiltonian = TransverseFieldIsing(chain(N_SITES), J=1.0, h=0.0)
     values, _ = _both("real", hamiltonian)
@@ -88,7 +88,7 @@ def test_zero_field_leaves_the_diagonal():
         np.testing.assert_array_equal(value, expected, err_msg=name)
 
 
-def test_model_local_energy_picks_the_rbm_path(monkeypatch):
+def test_model_local_energy_picks_rbm(monkeypatch):
     hamiltonian = HAMILTONIANS["ising"]
     calls = []
 

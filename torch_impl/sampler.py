@@ -305,9 +305,9 @@ def flip_ratio_sweep(s, theta, sites, uniforms, tables, rbm):
         tanh_theta = torch.where(accept[:, None],
                                  (tanh_theta - tanh_d) / (1 - tanh_theta * tanh_d), tanh_theta)
         accepted += accept.sum()
-    # theta and log psi are recomputed from s once per sweep (one matmul): the
-    # recorded log psi is the model's, on its branch of the complex log, and
-    # rounding from the per-flip updates cannot accumulate over sweeps.
+    # theta and log psi are recomputed from s once per sweep (one matmul), so the
+    # recorded log psi is the model's, on its branch of the complex log. Rounding
+    # from the per-flip updates then cannot accumulate over sweeps.
     return (s, accepted, *rbm_log_psi(s, *rbm))
 
 
