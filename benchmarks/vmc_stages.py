@@ -102,7 +102,8 @@ def _torch_iteration(config: NqsConfig, target: Target, compiled: bool = False):
                                                    config.samples_per_chain, compile=compiled)
             state["s"] = chains.last
             samples = chains.samples.reshape(-1, config.n_sites)
-            torch_impl.vmc.step(model, optimizer, ham, s=samples, diag_shift=DIAG_SHIFT)
+            torch_impl.vmc.step(model, optimizer, ham, s=samples, diag_shift=DIAG_SHIFT,
+                                compile=compiled)
 
         def run(calls: int) -> None:
             for _ in range(calls):
@@ -114,8 +115,8 @@ def _torch_iteration(config: NqsConfig, target: Target, compiled: bool = False):
         if compiled:
             return Variant("torch compile", "torch", run, items_per_call=config.n_samples,
                            compile_s=compile_s,
-                           note="the torch twin with sample_rbm(compile=True): each sweep "
-                                "one torch.compile graph")
+                           note="the torch twin with compile=True: sample_rbm's sweeps one "
+                                "torch.compile graph, step's statistics another")
         return Variant("torch eager", "torch", run, items_per_call=config.n_samples)
 
     return build
@@ -303,7 +304,7 @@ MAX_JACOBIAN_BYTES = 2**29
 def stage_builders(config: NqsConfig, target: Target, torch_compile: bool = False):
     """Return ``[(stage, builders, work)]`` for the VMC stages of ``config``.
 
-    ``torch_compile`` adds the torch twin's iteration with compiled sweeps.
+    ``torch_compile`` adds the torch twin's iteration with ``compile=True``.
     Variants whose cost would exceed the limits above are listed as skipped,
     with the reason.
     """

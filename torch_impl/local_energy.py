@@ -22,7 +22,7 @@ from torch_impl.sampler import flip_factors, rbm_arrays, rbm_log_psi, use_flip_r
 
 def _table(array, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     # The tables are read-only numpy arrays; torch wants a writable buffer, so copy.
-    return torch.tensor(np.array(array), dtype=dtype or like.dtype, device=like.device)
+    return torch.as_tensor(np.array(array), dtype=dtype or like.dtype, device=like.device)
 
 
 def diagonal(hamiltonian, s: torch.Tensor) -> torch.Tensor:

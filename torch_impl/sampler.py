@@ -292,6 +292,9 @@ MAX_FLIP_RATIO_WEIGHT = 1.0
 MAX_FLIP_RATIO_THETA = 4.0
 
 
+# A decision read on the host: inside torch.compile the graph breaks here and
+# the check runs eagerly on every call, so a compiled caller follows the weights.
+@torch.compiler.disable
 def use_flip_ratio(weight: torch.Tensor, hidden_bias: torch.Tensor) -> bool:
     """Return whether ``sample_rbm`` may use the flip-ratio path for ``weight`` and ``hidden_bias``.
 

@@ -206,11 +206,40 @@ def sr_direction(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: torch.Ten
     2B for a complex O). The conditioning check and the least-squares
     fallback are those of ``sr_solve``, applied to the system solved.
     """
+    sample_space = _sample_space(o_matrix)
+    _check_diag_shift(diag_shift)
+    # One pass forms the system and tries the Cholesky solve, then the host
+    # reads the trace and the factorisation status once. Only a rejected
+    # attempt pays for the checked solve.
+    matrix, rhs, y, direction, trace, info = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
+                                                         sample_space)
+    if _cholesky_trusted(trace, info, diag_shift, max_condition, o_matrix.dtype):
+        return direction
+    if not sample_space:
+        return _shifted_solve(matrix, rhs, diag_shift, max_condition, "S")
+    return y.T @ _shifted_solve(matrix, rhs, diag_shift, max_condition, "Y Y^T")
+
+
+def _sample_space(o_matrix: torch.Tensor) -> bool:
+    """Return whether ``sr_direction`` solves in sample space: more parameters than rows of Y."""
+    rows = o_matrix.shape[0] * (2 if o_matrix.is_complex() else 1)
+    return o_matrix.shape[1] > rows
+
+
+def _sr_system(o_matrix, e_loc, weights, sample_space: bool):
+    """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None)."""
     y, z = sr_factors(o_matrix, e_loc, weights)
-    if y.shape[1] <= y.shape[0]:
-        return _shifted_solve(y.T @ y, 2 * (y.T @ z), diag_shift, max_condition, "S")
-    kernel = y @ y.T
-    return y.T @ _shifted_solve(kernel, 2 * z, diag_shift, max_condition, "Y Y^T")
+    if sample_space:
+        return y @ y.T, 2 * z, y
+    return y.T @ y, 2 * (y.T @ z), None
+
+
+def _sr_attempt(o_matrix, e_loc, weights, diag_shift: float, sample_space: bool):
+    """Return ``_sr_system``'s tensors, the Cholesky direction and ``_cholesky_attempt``'s checks."""
+    matrix, rhs, y = _sr_system(o_matrix, e_loc, weights, sample_space)
+    solution, trace, info = _cholesky_attempt(matrix, rhs, diag_shift)
+    direction = y.T @ solution if sample_space else solution
+    return matrix, rhs, y, direction, trace, info
 
 
 def _check_diag_shift(diag_shift: float) -> None:
@@ -222,7 +251,7 @@ def _check_diag_shift(diag_shift: float) -> None:
 
 
 def _cholesky_trusted(trace: torch.Tensor, info: torch.Tensor, diag_shift: float,
-                      max_condition: float) -> bool:
+                      max_condition: float | None, dtype: torch.dtype) -> bool:
     """Return whether a Cholesky solution with these checks may be returned unchecked.
 
     The system matrix is a Gram matrix, so positive semidefinite: the
@@ -231,9 +260,15 @@ def _cholesky_trusted(trace: torch.Tensor, info: torch.Tensor, diag_shift: float
     costs several times the solve, is skipped. ``info`` is
     ``cholesky_ex``'s status, 0 when the factorisation succeeded.
     """
+    if max_condition is None:
+        max_condition = _default_max_condition(dtype)
     # One host read for both values: on a GPU each read waits for the queue.
     trace, info = torch.stack([trace, info.to(trace.dtype)]).tolist()
     return info == 0 and (diag_shift + trace) / diag_shift <= max_condition
+
+
+def _default_max_condition(dtype: torch.dtype) -> float:
+    return 1.0 / (1000.0 * torch.finfo(dtype).eps)
 
 
 def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
@@ -241,12 +276,11 @@ def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
     """Solve (matrix + diag_shift I) x = rhs for a positive semidefinite ``matrix``."""
     _check_diag_shift(diag_shift)
     if max_condition is None:
-        max_condition = 1.0 / (1000.0 * torch.finfo(matrix.dtype).eps)
-    shifted = matrix + diag_shift * torch.eye(len(matrix), dtype=matrix.dtype,
-                                              device=matrix.device)
-    factor, info = torch.linalg.cholesky_ex(shifted)
-    if _cholesky_trusted(torch.trace(matrix), info, diag_shift, max_condition):
-        return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
+        max_condition = _default_max_condition(matrix.dtype)
+    solution, trace, info = _cholesky_attempt(matrix, rhs, diag_shift)
+    if _cholesky_trusted(trace, info, diag_shift, max_condition, matrix.dtype):
+        return solution
+    shifted = _shifted(matrix, diag_shift)
     # The shifted matrix is symmetric, so its condition number is the ratio of
     # extreme eigenvalues (cheaper than the SVD behind linalg.cond).
     eigenvalues = torch.linalg.eigvalsh(shifted)
@@ -260,6 +294,16 @@ def _shifted_solve(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float,
         )
         return torch.linalg.lstsq(shifted, rhs[:, None]).solution[:, 0]
     return torch.linalg.solve(shifted, rhs)
+
+
+def _shifted(matrix: torch.Tensor, diag_shift: float) -> torch.Tensor:
+    return matrix + diag_shift * torch.eye(len(matrix), dtype=matrix.dtype, device=matrix.device)
+
+
+def _cholesky_attempt(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float):
+    """Return x solving (matrix + shift I) x = rhs by Cholesky, trace(matrix) and ``cholesky_ex``'s status."""
+    factor, info = torch.linalg.cholesky_ex(_shifted(matrix, diag_shift))
+    return torch.cholesky_solve(rhs[:, None], factor)[:, 0], torch.trace(matrix), info
 
 
 def unflatten_direction(direction: torch.Tensor, params: dict) -> dict[str, torch.Tensor]:
@@ -302,32 +346,73 @@ class Estimate:
 
 
 def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tensor | None = None,
-             diag_shift: float | None = None) -> Estimate:
+             diag_shift: float | None = None, compile: bool = False) -> Estimate:
     """Return the energy and update direction from configurations ``s`` (B, N).
 
     ``weights`` (B,) default to 1 / B (Monte Carlo samples). With
     ``diag_shift`` the direction is the SR direction (S + diag_shift I)^-1 F,
-    otherwise F itself.
+    otherwise F itself. ``compile=True`` runs the statistics (``_statistics``)
+    through ``torch.compile``, where eager mode dispatches every op of the
+    local energy and of the vmapped gradient; the first call per model,
+    Hamiltonian and batch shape compiles.
     """
     params = dict(model.named_parameters())
     s = s.to(_real_dtype(next(iter(params.values())).dtype))
     if weights is None:
         weights = torch.full((len(s),), 1.0 / len(s), dtype=s.dtype, device=s.device)
 
+    with_sr = diag_shift is not None
+    if with_sr:
+        _check_diag_shift(diag_shift)
+    statistics = _compiled_statistics() if compile else _statistics
+    e_loc, energy, variance, gradient, o_matrix, attempt = statistics(
+        model, hamiltonian, s, weights, diag_shift, _is_real_model(model, params, s), with_sr)
+
+    direction = gradient
+    if with_sr:
+        direction, trace, info = attempt
+        if not _cholesky_trusted(trace, info, diag_shift, None, o_matrix.dtype):
+            direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
+    energy, variance = torch.stack([energy, variance]).tolist()
+    return Estimate(energy, variance, e_loc,
+                    unflatten_direction(gradient, params), unflatten_direction(direction, params))
+
+
+def _statistics(model, hamiltonian, s, weights, diag_shift, real_model: bool, with_sr: bool):
+    """Return E_loc, energy, variance, F, O and, ``with_sr``, the SR attempt.
+
+    The SR attempt is ``_sr_attempt``'s (direction, trace, info); the caller
+    checks it on the host and falls back to ``sr_direction``.
+    """
     e_loc = model_local_energy(model, hamiltonian, s)
-    if _is_real_model(model, params, s):
+    if real_model:
         # O of a real log psi over real parameters is real: a real O halves
         # the work of every product below.
         o_matrix = real_jacobian(model, s)
     else:
-        o_matrix = real_parameter_jacobian(log_derivatives(model, s), params)
+        o_matrix = real_parameter_jacobian(log_derivatives(model, s),
+                                           dict(model.named_parameters()))
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
+    attempt = None
+    if with_sr:
+        _, _, _, direction, trace, info = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
+                                                      _sample_space(o_matrix))
+        attempt = (direction, trace, info)
+    return e_loc, energy, variance, gradient, o_matrix, attempt
 
-    direction = gradient
-    if diag_shift is not None:
-        direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
-    return Estimate(energy.item(), variance.item(), e_loc,
-                    unflatten_direction(gradient, params), unflatten_direction(direction, params))
+
+_COMPILED = []
+
+
+def _compiled_statistics():
+    """Return ``_statistics`` compiled, built once and reused across calls.
+
+    Not ``fullgraph``: the local energy's choice of path reads the weights on
+    the host, which splits the graph there.
+    """
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(_statistics, dynamic=False))
+    return _COMPILED[0]
 
 
 def _is_real_model(model: nn.Module, params: dict, s: torch.Tensor) -> bool:
@@ -337,8 +422,9 @@ def _is_real_model(model: nn.Module, params: dict, s: torch.Tensor) -> bool:
         return not model(s[:1]).is_complex()
 
 
-def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = None) -> Estimate:
-    """Return the estimate from the exact sum over all 2^N configurations."""
+def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = None,
+                   compile: bool = False) -> Estimate:
+    """Return the estimate from the exact sum over all 2^N configurations (``compile``: ``estimate``'s)."""
     n_sites = hamiltonian.n_sites
     n_params = sum(p.numel() for p in model.parameters())
     _check_exact_size(n_sites, _exact_bytes_per_configuration(n_sites, hamiltonian.n_terms, n_params))
@@ -346,22 +432,23 @@ def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = Non
     s = all_configurations(n_sites, _real_dtype(first.dtype), first.device)
     with torch.no_grad():
         weights = exact_weights(model(s))
-    return estimate(model, hamiltonian, s, weights, diag_shift)
+    return estimate(model, hamiltonian, s, weights, diag_shift, compile)
 
 
 def step(model: nn.Module, optimizer: torch.optim.Optimizer, hamiltonian,
          s: torch.Tensor | None = None, weights: torch.Tensor | None = None,
-         diag_shift: float | None = None) -> Estimate:
+         diag_shift: float | None = None, compile: bool = False) -> Estimate:
     """Run one optimizer step along the VMC direction and return the estimate before it.
 
     ``s=None`` uses the exact sum over all configurations. The direction is
     written to ``.grad`` (dE/dx + i dE/dy for complex parameters, which is
     what torch.optim expects) and ``optimizer.step()`` applies it.
+    ``compile`` is ``estimate``'s.
     """
     if s is None:
-        result = exact_estimate(model, hamiltonian, diag_shift)
+        result = exact_estimate(model, hamiltonian, diag_shift, compile)
     else:
-        result = estimate(model, hamiltonian, s, weights, diag_shift)
+        result = estimate(model, hamiltonian, s, weights, diag_shift, compile)
     for name, p in model.named_parameters():
         p.grad = result.direction[name]
     optimizer.step()
