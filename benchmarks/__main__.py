@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 # JAX's CPU Cholesky runs in scipy's OpenBLAS, whose idle threads spin and slow
 # the XLA matmul that follows (Flax twin VMC iteration, N = 20: 25 ms, 15 ms with
@@ -20,6 +21,11 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import twins  # noqa: E402, F401  (turns on jax_enable_x64 before any JAX array exists)
+
+# Inductor's lowering of torch.trace in the compiled torch statistics calls a
+# helper that torch 2.13 deprecates; the message would repeat in every log.
+warnings.filterwarnings("ignore", message="`torch._prims_common.check` is deprecated",
+                        category=FutureWarning)
 
 SUITES = ("peaks", "examples", "nqs", "netket")
 # A large-batch time within this factor of the batch-1 time means per-call
