@@ -2,7 +2,7 @@
 
 The compiled statistics must give the eager values on every local-energy path
 (flip-ratio, plain, complex), follow the weights when they move to another
-path between calls, and leave the SR fallback to the host as before.
+path between calls, and leave the SR fallback to the host.
 """
 
 import warnings

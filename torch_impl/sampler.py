@@ -175,8 +175,9 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
     tensors. ``compile=True`` compiles it, all sweeps at once, into one
     ``torch.compile`` graph around a ``torch.while_loop``: the N proposals of
     a sweep unrolled in the loop's body and the loop itself in inductor's C++
-    wrapper, where eager mode dispatches every op of every proposal. The first call per shape compiles, which took
-    about 30 s at N = 20 on a 2-core CPU (seconds once inductor has cached it).
+    wrapper, where eager mode dispatches every op of every proposal. The
+    first call per shape compiles, which took about 30 s at N = 20 on a
+    2-core CPU (seconds once inductor has cached it).
     """
     _check_proposals(s, sites, uniforms, n_discard, n_samples)
     sites, uniforms = _as_tensors(s, sites, uniforms)
@@ -207,7 +208,8 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
 def _run_sweeps(while_loop, sweep, s, theta, log_psi, sites, uniforms, table, rbm, history):
     """Run ``sweep`` once per row of ``sites`` in ``while_loop``; return the last (s, log psi).
 
-    ``while_loop`` is ``torch.while_loop`` or ``_python_while_loop``. ``sweep`` is ``flip_ratio_sweep`` (``table`` the flip factors) or
+    ``while_loop`` is ``torch.while_loop`` or ``_python_while_loop``.
+    ``sweep`` is ``flip_ratio_sweep`` (``table`` the flip factors) or
     ``log_cosh_sweep`` (``table`` = W^T). ``history`` = (states (n_sweeps,
     n_chains, n_sites), log psi (n_sweeps, n_chains), accepted counts
     (n_sweeps,)) is written in place, row t after sweep t. The loop carries

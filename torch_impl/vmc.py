@@ -301,7 +301,10 @@ def _shifted(matrix: torch.Tensor, diag_shift: float) -> torch.Tensor:
 
 
 def _cholesky_attempt(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float):
-    """Return x solving (matrix + shift I) x = rhs by Cholesky, trace(matrix) and ``cholesky_ex``'s status."""
+    """Return x with (matrix + shift I) x = rhs by Cholesky, trace(matrix) and the factor's status.
+
+    The status is ``cholesky_ex``'s ``info``, 0 when the factorisation succeeded.
+    """
     factor, info = torch.linalg.cholesky_ex(_shifted(matrix, diag_shift))
     return torch.cholesky_solve(rhs[:, None], factor)[:, 0], torch.trace(matrix), info
 
@@ -424,7 +427,10 @@ def _is_real_model(model: nn.Module, params: dict, s: torch.Tensor) -> bool:
 
 def exact_estimate(model: nn.Module, hamiltonian, diag_shift: float | None = None,
                    compile: bool = False) -> Estimate:
-    """Return the estimate from the exact sum over all 2^N configurations (``compile``: ``estimate``'s)."""
+    """Return the estimate from the exact sum over all 2^N configurations.
+
+    ``compile`` is ``estimate``'s.
+    """
     n_sites = hamiltonian.n_sites
     n_params = sum(p.numel() for p in model.parameters())
     _check_exact_size(n_sites, _exact_bytes_per_configuration(n_sites, hamiltonian.n_terms, n_params))
