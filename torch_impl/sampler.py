@@ -257,6 +257,10 @@ def _compiled_run_sweeps():
     One graph per sweep function and shape. ``cpp_wrapper`` runs the loop and
     its buffer allocations in C++ instead of Python: about 75 instead of 100
     us per sweep at N = 20 with 16 chains, at the same compile time.
+
+    NOTE: run on CPU only. On CUDA the loop condition is a device tensor that
+    inductor reads on the host each sweep; neither speed nor correctness has
+    been measured there.
     """
     if not _COMPILED:
         _COMPILED.append(torch.compile(functools.partial(_run_sweeps, torch.while_loop),
