@@ -23,7 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import twins  # noqa: E402, F401  (turns on jax_enable_x64 before any JAX array exists)
 
 # Inductor's lowering of torch.trace in the compiled torch statistics calls a
-# helper that torch 2.13 deprecates; the message would repeat in every log.
+# helper that torch 2.13 deprecates, so the message would repeat in every log.
 warnings.filterwarnings("ignore", message="`torch._prims_common.check` is deprecated",
                         category=FutureWarning)
 

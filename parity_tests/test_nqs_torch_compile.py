@@ -18,7 +18,7 @@ from twins.lattice import chain
 
 N_SITES = 6
 HAMILTONIAN = TransverseFieldIsing(chain(N_SITES), J=1.0, h=0.8)
-# Same ops on the same inputs; only fusion and summation order may differ.
+# Same ops on the same inputs. Only fusion and summation order may differ.
 RTOL = 1e-12
 
 
@@ -43,7 +43,7 @@ def _assert_same(compiled: torch_vmc.Estimate, eager: torch_vmc.Estimate,
 
 @pytest.mark.parametrize("complex_params", [False, True], ids=["real", "complex"])
 def test_compiled_estimate_matches_eager(complex_params):
-    """Real RBM on the flip-ratio path, then with a large weight on the plain path; complex RBM."""
+    """Compare for a real RBM on both local-energy paths and for a complex RBM."""
     model, _, _ = _rbm_pair(3, N_SITES, complex_params)
     s = _configurations(4)
     eager = torch_vmc.estimate(model, HAMILTONIAN, s, diag_shift=0.1)
@@ -77,7 +77,7 @@ def test_compiled_step_takes_the_eager_step():
         torch.testing.assert_close(compiled, eager, rtol=RTOL, atol=RTOL)
 
 
-def test_compiled_estimate_falls_back_on_the_host(monkeypatch):
+def test_compiled_estimate_host_fallback(monkeypatch):
     """A shift below the trace bound sends the compiled estimate to the host's checked solve."""
     model, _, _ = _rbm_pair(7, N_SITES, False)
     s = _configurations(8, count=256)  # 256 samples, 48 parameters: parameter space

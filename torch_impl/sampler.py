@@ -191,7 +191,7 @@ def sample_rbm(weight: torch.Tensor, hidden_bias: torch.Tensor, visible_bias: to
 
     theta, log_psi = rbm_log_psi(s, *rbm)
     n_sweeps = n_discard + n_samples
-    # Row t is the state after sweep t; the burn-in rows are dropped below.
+    # Row t is the state after sweep t. The burn-in rows are dropped below.
     history = (s.new_empty((n_sweeps, *s.shape)), log_psi.new_empty((n_sweeps, len(s))),
                torch.empty(n_sweeps, dtype=torch.int64, device=s.device))
     run = _compiled_run_sweeps() if compile else functools.partial(_run_sweeps, _python_while_loop)
@@ -224,7 +224,7 @@ def _run_sweeps(while_loop, sweep, s, theta, log_psi, sites, uniforms, table, rb
 
     def body(t, s, theta, log_psi):
         row = t[None]  # index_select with a tensor index keeps the loop traceable
-        # The body must not modify its carried inputs; the sweep flips spins in place.
+        # The sweep flips spins in place, and the body must not modify its carried inputs.
         s, n_accepted, theta, log_psi = sweep(s.clone(), theta, sites.index_select(0, row)[0],
                                               uniforms.index_select(0, row)[0], table, rbm)
         states.index_copy_(0, row, s[None])

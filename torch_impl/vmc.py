@@ -384,7 +384,7 @@ def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tens
 def _statistics(model, hamiltonian, s, weights, diag_shift, real_model: bool, with_sr: bool):
     """Return E_loc, energy, variance, F, O and, ``with_sr``, the SR attempt.
 
-    The SR attempt is ``_sr_attempt``'s (direction, trace, info); the caller
+    The SR attempt is ``_sr_attempt``'s (direction, trace, info). The caller
     checks it on the host and falls back to ``sr_direction``.
     """
     e_loc = model_local_energy(model, hamiltonian, s)
