@@ -5,9 +5,9 @@ system separately and reads the trace of the system matrix (and the
 Cholesky factor's finiteness) on the host, to warn and fall back to least
 squares on an ill-conditioned S. This module composes the same functions
 (``sampler.rbm_sampler_core``, ``local_energy.model_local_energy``,
-``vmc.real_jacobian``, ``vmc.sr_factors``) into one compiled, donated
-iteration for real parameters and a real log psi, and solves the SR system by
-Cholesky with no check: with a positive shift it is positive definite, and a
+``vmc.real_jacobian`` and the SR system of ``vmc.sr_direction``) into one
+compiled, donated iteration for real parameters and a real log psi, and solves
+the SR system by Cholesky with no check: with a positive shift it is positive definite, and a
 factorisation that fails anyway comes back as NaN. ``sr_direction`` is checked
 against the twin's in the benchmark smoke test.
 """
@@ -28,17 +28,16 @@ def sr_direction(o_matrix: jax.Array, e_loc: jax.Array, diag_shift: float) -> ja
     """Return (S + diag_shift I)^-1 F for a real O (B, P) and real E_loc (B,), uniform weights.
 
     The twin's ``vmc.sr_direction`` without its host-side conditioning check:
-    Cholesky of Y^T Y + eps I when P <= B, of Y Y^T + eps I (mapped back by
-    Y^T) otherwise.
+    Cholesky of the twin's system (Y^T Y + eps I when P <= B, Y Y^T + eps I
+    mapped back by Y^T otherwise), of which only the lower triangle is formed.
     """
     n_samples, n_params = o_matrix.shape
     weights = jnp.full((n_samples,), 1.0 / n_samples, dtype=o_matrix.dtype)
-    y, z = flax_impl.vmc.sr_factors(o_matrix, e_loc, weights)
-    if n_params <= n_samples:
-        shifted = y.T @ y + diag_shift * jnp.eye(n_params, dtype=y.dtype)
-        return cho_solve(cho_factor(shifted), 2 * (y.T @ z))
-    kernel = y @ y.T + diag_shift * jnp.eye(n_samples, dtype=y.dtype)
-    return y.T @ cho_solve(cho_factor(kernel), 2 * z)
+    sample_space = n_params > n_samples
+    matrix, rhs, y = flax_impl.vmc._sr_system(o_matrix, e_loc, weights, sample_space)
+    shifted = matrix + diag_shift * jnp.eye(len(matrix), dtype=matrix.dtype)
+    solution = cho_solve(cho_factor(shifted, lower=True), rhs)
+    return y.T @ solution if sample_space else solution
 
 
 def real_jacobian(model, params, s: jax.Array) -> jax.Array:

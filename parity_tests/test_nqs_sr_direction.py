@@ -152,3 +152,20 @@ def test_estimate_tiny_shift_warns_and_agrees():
     flax_kernel = np.asarray(flax_result.direction["Dense"]["kernel"])
     assert np.all(np.isfinite(flax_kernel))
     assert relative_error(torch_kernel, flax_kernel) < NQS_FLOAT64_SR
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+@pytest.mark.parametrize("shape", [(5, 1), (6, 3), (7, 10), (30, 13)])
+def test_lower_gram_block_triangle(framework, shape):
+    """The SR system is formed block by block, on and below the diagonal blocks only."""
+    a = np.random.default_rng(7).normal(size=shape)
+    module, as_array = (torch_vmc, torch.tensor) if framework == "torch" else (flax_vmc, jnp.asarray)
+    lower = np.asarray(module._lower_gram(as_array(a)))
+    np.testing.assert_allclose(np.tril(lower), np.tril(a.T @ a), rtol=1e-13,
+                               atol=1e-13 * shape[0])
+    if shape[1] >= 4:
+        # The top right block lies above the diagonal blocks: never formed.
+        quarter = shape[1] // 4
+        np.testing.assert_array_equal(lower[:quarter, -quarter:], 0.0)
+    np.testing.assert_allclose(np.asarray(module._symmetric(as_array(lower))), a.T @ a,
+                               rtol=1e-13, atol=1e-13 * shape[0])

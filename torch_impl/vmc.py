@@ -215,6 +215,7 @@ def sr_direction(o_matrix: torch.Tensor, e_loc: torch.Tensor, weights: torch.Ten
                                                          sample_space)
     if _cholesky_trusted(trace, info, diag_shift, max_condition, o_matrix.dtype):
         return direction
+    matrix = _symmetric(matrix)
     if not sample_space:
         return _shifted_solve(matrix, rhs, diag_shift, max_condition, "S")
     return y.T @ _shifted_solve(matrix, rhs, diag_shift, max_condition, "Y Y^T")
@@ -227,11 +228,44 @@ def _sample_space(o_matrix: torch.Tensor) -> bool:
 
 
 def _sr_system(o_matrix, e_loc, weights, sample_space: bool):
-    """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None)."""
+    """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None).
+
+    Only the lower triangle of the system matrix is formed (``_lower_gram``),
+    the only part Cholesky reads. ``_symmetric`` gives the full matrix.
+    """
     y, z = sr_factors(o_matrix, e_loc, weights)
     if sample_space:
-        return y @ y.T, 2 * z, y
-    return y.T @ y, 2 * (y.T @ z), None
+        return _lower_gram(y.T), 2 * z, y
+    return _lower_gram(y), 2 * (y.T @ z), None
+
+
+# Block rows of ``_lower_gram``: block row i of a 4-row split multiplies i + 1
+# of the 4 block columns, 10 of the 16 block products, 5/8 of the
+# multiply-adds of a^T a.
+GRAM_BLOCKS = 4
+
+
+def _lower_gram(a: torch.Tensor) -> torch.Tensor:
+    """Return a (K, K) matrix whose lower triangle is that of a^T a, for a real a (R, K).
+
+    a^T a is symmetric, and BLAS would form half of it (syrk), but torch has
+    only the general product. So each block row of the result is multiplied
+    up to the end of its diagonal block, and the blocks above stay zero.
+    Slices are views in torch, so a block row takes its columns of ``a``
+    against all columns up to that end, with no copy. The Flax twin
+    multiplies single blocks instead, because an XLA slice is a copy.
+    """
+    size = a.shape[1]
+    edges = np.linspace(0, size, min(GRAM_BLOCKS, size) + 1).astype(int).tolist()
+    lower = a.new_zeros((size, size))
+    for start, stop in zip(edges[:-1], edges[1:]):
+        lower[start:stop, :stop] = a[:, start:stop].T @ a[:, :stop]
+    return lower
+
+
+def _symmetric(lower: torch.Tensor) -> torch.Tensor:
+    """Return the symmetric matrix whose lower triangle is ``lower``'s."""
+    return torch.tril(lower) + torch.tril(lower, -1).T
 
 
 def _sr_attempt(o_matrix, e_loc, weights, diag_shift: float, sample_space: bool):
@@ -304,6 +338,7 @@ def _cholesky_attempt(matrix: torch.Tensor, rhs: torch.Tensor, diag_shift: float
     """Return x with (matrix + shift I) x = rhs by Cholesky, trace(matrix) and the factor's status.
 
     The status is ``cholesky_ex``'s ``info``, 0 when the factorisation succeeded.
+    Only the lower triangle of ``matrix`` is read.
     """
     factor, info = torch.linalg.cholesky_ex(_shifted(matrix, diag_shift))
     return torch.cholesky_solve(rhs[:, None], factor)[:, 0], torch.trace(matrix), info
