@@ -263,9 +263,16 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
     Takes the checked arrays and returns ``MetropolisSamples`` whose
     ``acceptance`` is still the accepted count (an integer array).
     """
-    n_chains = s.shape[0]
+    n_chains, n_sites = s.shape
     chains = jnp.arange(n_chains)
+    site_ids = jnp.arange(n_sites)
     rbm = (kernel, hidden_bias, visible_bias)
+
+    def flip_accepted(s, flip, accept):
+        # Flip the proposed site of each accepting chain by a select over the
+        # row. Torch's twin writes one entry per chain, but a scatter is a
+        # separate XLA kernel on every proposal.
+        return jnp.where(accept[:, None] & (site_ids == flip[:, None]), -s, s)
 
     def flip_ratio_proposal(cosh_2w, sinh_2w, tanh_2w):
         def propose(carry, xs):
@@ -279,7 +286,7 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
             log_ratio = -2 * spin * visible_bias[flip] + jnp.log(jnp.prod(ratio, axis=1))
 
             accept = _accept(u, log_ratio)
-            s = s.at[chains, flip].set(jnp.where(accept, -spin, spin))
+            s = flip_accepted(s, flip, accept)
             tanh_theta = jnp.where(accept[:, None],
                                    (tanh_theta - tanh_d) / (1 - tanh_theta * tanh_d), tanh_theta)
             return (s, tanh_theta), accept.sum()
@@ -297,7 +304,7 @@ def rbm_sampler_core(kernel, hidden_bias, visible_bias, s, sites, uniforms, n_di
                      + (log_cosh(proposal_theta) - log_cosh(theta)).sum(axis=1))
 
         accept = _accept(u, log_ratio)
-        s = s.at[chains, flip].set(jnp.where(accept, -spin, spin))
+        s = flip_accepted(s, flip, accept)
         theta = jnp.where(accept[:, None], proposal_theta, theta)
         return (s, theta), accept.sum()
 
