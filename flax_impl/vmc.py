@@ -416,11 +416,16 @@ class Estimate:
 
 @functools.partial(jax.jit, static_argnames=("model", "hamiltonian", "with_sr"))
 def _statistics(model, hamiltonian, params, s, weights, diag_shift, with_sr):
-    """Return E_loc, energy, variance, F, O and, ``with_sr``, the SR attempt, in one compiled call.
+    """Return E_loc, O, F, the direction and the host's checks, in one compiled call.
 
-    The SR attempt is ``_sr_attempt``'s (direction, trace, finite); the caller
-    checks it on the host and falls back to ``sr_direction``.
+    ``weights=None`` means 1 / B. F and the direction come as pytrees like
+    ``params``. The direction is F, or ``with_sr`` the SR attempt of
+    ``_sr_attempt``. The checks are (energy, variance, trace, finite), the
+    last two None without SR: the host reads them in one transfer, then
+    checks the attempt and falls back to ``sr_direction`` if needed.
     """
+    if weights is None:
+        weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
     e_loc = model_local_energy(model, params, hamiltonian, s)
     if _is_real_model(model, params, s):
         # O of a real log psi over real parameters is real: a real O halves
@@ -429,12 +434,12 @@ def _statistics(model, hamiltonian, params, s, weights, diag_shift, with_sr):
     else:
         o_matrix = real_parameter_jacobian(log_derivatives(model, params, s), params)
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
-    attempt = None
+    direction, trace, finite = gradient, None, None
     if with_sr:
         _, _, _, direction, trace, finite = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
                                                         _sample_space(o_matrix))
-        attempt = (direction, trace, finite)
-    return e_loc, energy, variance, gradient, o_matrix, attempt
+    return (e_loc, o_matrix, unflatten_direction(gradient, params),
+            unflatten_direction(direction, params), (energy, variance, trace, finite))
 
 
 def _is_real_model(model, params, s) -> bool:
@@ -462,23 +467,21 @@ def estimate(model: nn.Module, params, hamiltonian, s: jnp.ndarray,
     Hamiltonian and batch shape.
     """
     s = jnp.asarray(s, dtype=_real_dtype(jax.tree_util.tree_leaves(params)[0].dtype))
-    if weights is None:
-        weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
-
     with_sr = diag_shift is not None
     if with_sr:
         _check_diag_shift(diag_shift)
-    e_loc, energy, variance, gradient, o_matrix, attempt = _statistics(
+    # The uniform weights, F and the direction as pytrees come out of one
+    # compiled call and the scalars in one transfer: on a two-core machine
+    # every extra dispatch takes CPU time from the XLA threads.
+    e_loc, o_matrix, gradient, direction, checks = _statistics(
         model, hamiltonian, params, s, weights, diag_shift, with_sr)
+    energy, variance, trace, finite = jax.device_get(checks)
 
-    direction = gradient
-    if with_sr:
-        direction, trace, finite = attempt
-        if not _cholesky_trusted(trace, finite, diag_shift, None, o_matrix.dtype):
-            direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
-    energy, variance = jax.device_get((energy, variance))
-    return Estimate(float(energy), float(variance), e_loc,
-                    _unflatten(gradient, params), _unflatten(direction, params))
+    if with_sr and not _cholesky_trusted(trace, finite, diag_shift, None, o_matrix.dtype):
+        if weights is None:
+            weights = jnp.full((len(s),), 1.0 / len(s), dtype=s.dtype)
+        direction = _unflatten(sr_direction(o_matrix, e_loc, weights, diag_shift), params)
+    return Estimate(float(energy), float(variance), e_loc, gradient, direction)
 
 
 def exact_estimate(model: nn.Module, params, hamiltonian, diag_shift: float | None = None) -> Estimate:

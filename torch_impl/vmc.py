@@ -292,12 +292,14 @@ def _cholesky_trusted(trace: torch.Tensor, info: torch.Tensor, diag_shift: float
     eigenvalues of matrix + shift lie in [shift, shift + trace]. When that
     bound already meets ``max_condition`` the eigenvalue computation, which
     costs several times the solve, is skipped. ``info`` is
-    ``cholesky_ex``'s status, 0 when the factorisation succeeded.
+    ``cholesky_ex``'s status, 0 when the factorisation succeeded. Both are
+    tensors, or the numbers already read from them.
     """
     if max_condition is None:
         max_condition = _default_max_condition(dtype)
-    # One host read for both values: on a GPU each read waits for the queue.
-    trace, info = torch.stack([trace, info.to(trace.dtype)]).tolist()
+    if isinstance(trace, torch.Tensor):
+        # One host read for both values: on a GPU each read waits for the queue.
+        trace, info = torch.stack([trace, info.to(trace.dtype)]).tolist()
     return info == 0 and (diag_shift + trace) / diag_shift <= max_condition
 
 
@@ -403,24 +405,25 @@ def estimate(model: nn.Module, hamiltonian, s: torch.Tensor, weights: torch.Tens
     if with_sr:
         _check_diag_shift(diag_shift)
     statistics = _compiled_statistics() if compile else _statistics
-    e_loc, energy, variance, gradient, o_matrix, attempt = statistics(
+    e_loc, o_matrix, gradient, direction, checks = statistics(
         model, hamiltonian, s, weights, diag_shift, _is_real_model(model, params, s), with_sr)
+    # One host read for every scalar: on a GPU each read waits for the queue.
+    energy, variance, *attempt_checks = checks.tolist()
 
-    direction = gradient
-    if with_sr:
-        direction, trace, info = attempt
-        if not _cholesky_trusted(trace, info, diag_shift, None, o_matrix.dtype):
-            direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
-    energy, variance = torch.stack([energy, variance]).tolist()
+    if with_sr and not _cholesky_trusted(*attempt_checks, diag_shift, None, o_matrix.dtype):
+        direction = sr_direction(o_matrix, e_loc, weights, diag_shift)
     return Estimate(energy, variance, e_loc,
                     unflatten_direction(gradient, params), unflatten_direction(direction, params))
 
 
 def _statistics(model, hamiltonian, s, weights, diag_shift, real_model: bool, with_sr: bool):
-    """Return E_loc, energy, variance, F, O and, ``with_sr``, the SR attempt.
+    """Return E_loc, O, F, the direction and the host's checks.
 
-    The SR attempt is ``_sr_attempt``'s (direction, trace, info). The caller
-    checks it on the host and falls back to ``sr_direction``.
+    The direction is F, or ``with_sr`` the SR attempt of ``_sr_attempt``. The
+    checks are one tensor, (energy, variance) and ``with_sr`` the attempt's
+    (trace, info): the host reads it once, then checks the attempt and
+    falls back to ``sr_direction`` if needed. F and the direction stay flat,
+    and the caller splits them into per-parameter views.
     """
     e_loc = model_local_energy(model, hamiltonian, s)
     if real_model:
@@ -431,12 +434,12 @@ def _statistics(model, hamiltonian, s, weights, diag_shift, real_model: bool, wi
         o_matrix = real_parameter_jacobian(log_derivatives(model, s),
                                            dict(model.named_parameters()))
     energy, variance, gradient = energy_and_gradient(o_matrix, e_loc, weights)
-    attempt = None
+    direction, checks = gradient, [energy, variance]
     if with_sr:
         _, _, _, direction, trace, info = _sr_attempt(o_matrix, e_loc, weights, diag_shift,
                                                       _sample_space(o_matrix))
-        attempt = (direction, trace, info)
-    return e_loc, energy, variance, gradient, o_matrix, attempt
+        checks += [trace, info.to(trace.dtype)]
+    return e_loc, o_matrix, gradient, direction, torch.stack(checks)
 
 
 _COMPILED = []
