@@ -7,9 +7,9 @@ squares on an ill-conditioned S. This module composes the same functions
 (``sampler.rbm_sampler_core``, ``local_energy.model_local_energy``,
 ``vmc.real_jacobian`` and the SR system of ``vmc.sr_direction``) into one
 compiled, donated iteration for real parameters and a real log psi, and solves
-the SR system by Cholesky with no check: with a positive shift it is positive definite, and a
-factorisation that fails anyway comes back as NaN. ``sr_direction`` is checked
-against the twin's in the benchmark smoke test.
+the SR system by Cholesky with no check: with a positive shift it is positive
+definite, and a factorisation that fails anyway comes back as NaN.
+``sr_direction`` is checked against the twin's in the benchmark smoke test.
 """
 
 from __future__ import annotations
