@@ -29,7 +29,7 @@ def sr_direction(o_matrix: jax.Array, e_loc: jax.Array, diag_shift: float) -> ja
 
     The twin's ``vmc.sr_direction`` without its host-side conditioning check:
     Cholesky of the twin's system (Y^T Y + eps I when P <= B, Y Y^T + eps I
-    mapped back by Y^T otherwise), of which only the lower triangle is formed.
+    mapped back by Y^T otherwise), formed as its lower block triangle.
     """
     n_samples, n_params = o_matrix.shape
     weights = jnp.full((n_samples,), 1.0 / n_samples, dtype=o_matrix.dtype)

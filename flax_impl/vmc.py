@@ -245,8 +245,8 @@ def _sample_space(o_matrix) -> bool:
 def _sr_system(o_matrix, e_loc, weights, sample_space):
     """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None).
 
-    Only the lower triangle of the system matrix is formed (``_lower_gram``),
-    the only part Cholesky reads. ``_symmetric`` gives the full matrix.
+    The system matrix comes from ``_lower_gram``: only its lower triangle is
+    right, and that is the part Cholesky reads. ``_symmetric`` gives the full matrix.
     """
     y, z = sr_factors(o_matrix, e_loc, weights)
     if sample_space:
@@ -471,8 +471,8 @@ def estimate(model: nn.Module, params, hamiltonian, s: jnp.ndarray,
     if with_sr:
         _check_diag_shift(diag_shift)
     # The uniform weights, F and the direction as pytrees come out of one
-    # compiled call and the scalars in one transfer: on a two-core machine
-    # every extra dispatch takes CPU time from the XLA threads.
+    # compiled call and the scalars in one transfer, because on a two-core
+    # machine each extra dispatch competes with the XLA threads for the cores.
     e_loc, o_matrix, gradient, direction, checks = _statistics(
         model, hamiltonian, params, s, weights, diag_shift, with_sr)
     energy, variance, trace, finite = jax.device_get(checks)

@@ -230,8 +230,8 @@ def _sample_space(o_matrix: torch.Tensor) -> bool:
 def _sr_system(o_matrix, e_loc, weights, sample_space: bool):
     """Return (Y Y^T, 2 z, Y) in sample space, else (Y^T Y, 2 Y^T z, None).
 
-    Only the lower triangle of the system matrix is formed (``_lower_gram``),
-    the only part Cholesky reads. ``_symmetric`` gives the full matrix.
+    The system matrix comes from ``_lower_gram``: only its lower triangle is
+    right, and that is the part Cholesky reads. ``_symmetric`` gives the full matrix.
     """
     y, z = sr_factors(o_matrix, e_loc, weights)
     if sample_space:
